@@ -1,0 +1,53 @@
+"""What the hub answers a publisher: accepted (with the stored sequence) or rejected (every field)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from schemas.common import Model, OrgId
+
+
+class FieldError(Model):
+    """One broken rule: the field (dotted path, ``$`` for the whole message) and the rule's code."""
+
+    field: str = Field(description="出错字段（点分路径，$ 表示整条消息）")
+    rule: str = Field(description="违反的规则代码")
+    message_zh: str = Field(description="中文说明")
+    message_en: str = Field(description="English explanation")
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message_zh}（{self.message_en}）"
+
+
+class Accepted(Model):
+    """The event is stored in JetStream and will reach every listed recipient."""
+
+    status: Literal["accepted"] = "accepted"
+    source: OrgId
+    id: str
+    seq: int = Field(description="事件流中的序号")
+    duplicate: bool = Field(description="该事件此前已受理（同一 source 与 id），本次未重复存储")
+    recipients: tuple[OrgId, ...] = Field(description="接收单位")
+    warnings: tuple[FieldError, ...] = Field(default=(), description="需人工复核的提示")
+
+
+class Rejected(Model):
+    """The event was not stored; it is kept in quarantine with these reasons."""
+
+    status: Literal["rejected"] = "rejected"
+    id: str | None = Field(default=None, description="事件标识（能读出时）")
+    errors: tuple[FieldError, ...] = Field(min_length=1, description="全部错误")
+    quarantine_seq: int | None = Field(description="隔离区中的序号；为空表示隔离区暂不可写")
+
+
+class Unavailable(Model):
+    """The hub could not store the event now; nothing was stored, send it again."""
+
+    status: Literal["unavailable"] = "unavailable"
+    reason: str
+
+
+IngestReply = Annotated[Accepted | Rejected | Unavailable, Field(discriminator="status")]
+REPLY_ADAPTER: TypeAdapter[IngestReply] = TypeAdapter(IngestReply)

@@ -1,0 +1,111 @@
+"""The wire contract between the hub and the organisations' systems: subjects, streams, headers.
+
+Every subject carries the organisation it belongs to in a fixed token, so NATS permissions can
+confine each organisation to its own: it publishes on ``<root>.ingest.<org>`` and
+``<root>.receipts.<org>`` only, and reads through its own consumer ``deliver-<org>``, whose filter
+is ``<root>.deliver.<org>.>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HEADER_MSG_ID = "Nats-Msg-Id"
+HEADER_PUBLISHED_AT = "Hub-Published-At"
+HEADER_RECIPIENTS = "Hub-Recipients"
+HEADER_PERSONAL_DATA_TO = "Hub-Personal-Data-To"
+HEADER_EVENT_KEY = "Hub-Event-Key"
+HEADER_EVENT_SEQ = "Hub-Event-Seq"
+HEADER_RECIPIENT = "Hub-Recipient"
+HEADER_REDACTED = "Hub-Redacted"
+
+
+@dataclass(frozen=True)
+class Wire:
+    """Subject, stream and consumer names under one root (tests give each run its own root)."""
+
+    root: str = "hub"
+
+    @property
+    def _prefix(self) -> str:
+        return self.root.upper().replace("-", "_").replace(".", "_")
+
+    # subjects
+    def ingest(self, org: str) -> str:
+        """Where ``org`` sends its events (request/reply)."""
+        return f"{self.root}.ingest.{org}"
+
+    @property
+    def ingest_any(self) -> str:
+        """What the hub listens on for every publisher."""
+        return f"{self.root}.ingest.*"
+
+    def org_of_ingest(self, subject: str) -> str:
+        """The publishing organisation named by an ingest subject."""
+        return subject[len(self.root) + len(".ingest.") :]
+
+    def event(self, publisher: str, category: str) -> str:
+        """Where an accepted event is stored."""
+        return f"{self.root}.events.{publisher}.{category}"
+
+    def deliver(self, recipient: str, category: str) -> str:
+        """Where one recipient's copy of an event is stored."""
+        return f"{self.root}.deliver.{recipient}.{category}"
+
+    def deliver_filter(self, recipient: str) -> str:
+        """Everything addressed to one recipient."""
+        return f"{self.root}.deliver.{recipient}.>"
+
+    def receipts(self, recipient: str) -> str:
+        """Where a recipient's receipts go."""
+        return f"{self.root}.receipts.{recipient}"
+
+    def quarantine(self, org: str) -> str:
+        """Where a rejected message claimed by ``org`` is kept."""
+        return f"{self.root}.quarantine.{org}"
+
+    # streams
+    @property
+    def events_stream(self) -> str:
+        """Accepted events, once each: the record of what was shared."""
+        return f"{self._prefix}_EVENTS"
+
+    @property
+    def deliveries_stream(self) -> str:
+        """One copy of each event per recipient, read through per-recipient consumers."""
+        return f"{self._prefix}_DELIVERIES"
+
+    @property
+    def receipts_stream(self) -> str:
+        """Receipts from the recipients."""
+        return f"{self._prefix}_RECEIPTS"
+
+    @property
+    def quarantine_stream(self) -> str:
+        """Rejected messages, kept with their reasons."""
+        return f"{self._prefix}_QUARANTINE"
+
+    # consumers
+    @staticmethod
+    def delivery_consumer(recipient: str) -> str:
+        """The durable consumer a recipient reads through."""
+        return f"deliver-{recipient}"
+
+    fanout_consumer = "hub-fanout"
+    ingest_queue = "hub-ingest"
+
+    # message ids (JetStream de-duplication)
+    @staticmethod
+    def event_msg_id(event_key: str) -> str:
+        """De-duplication id of an accepted event."""
+        return event_key
+
+    @staticmethod
+    def delivery_msg_id(event_key: str, recipient: str) -> str:
+        """De-duplication id of one recipient's copy."""
+        return f"{event_key}>{recipient}"
+
+    @staticmethod
+    def receipt_msg_id(event_key: str, recipient: str, status: str) -> str:
+        """De-duplication id of a receipt."""
+        return f"{event_key}>{recipient}:{status}"
