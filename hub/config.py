@@ -1,0 +1,65 @@
+"""All settings, read once from ``HUB_*`` environment variables by ``cli.py`` and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.wire import Wire
+
+
+class HubSettings(BaseSettings):
+    """The hub's configuration; every field is ``HUB_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", frozen=True, extra="ignore")
+
+    nats_url: str | None = Field(
+        default=None,
+        description="NATS server(s) to use, comma-separated; empty starts an embedded nats-server",
+    )
+    data_dir: Path = Field(default=Path("var"), description="embedded NATS store and state files")
+    registry: Path | None = Field(default=None, description="registry TOML; empty: shipped demo")
+    subject_root: str = Field(default="hub", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    replicas: int = Field(default=1, ge=1, le=5, description="JetStream replicas of hub streams")
+
+    max_event_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
+    clock_skew_s: float = Field(default=300.0, ge=0, description="how far 'time' may be ahead")
+    dedup_window_s: float = Field(default=2 * 86400.0, gt=0, description="duplicate-id window")
+    ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery after no ack")
+    max_deliver: int = Field(default=6, ge=2, le=100, description="attempts before dead letter")
+    backoff_s: tuple[float, ...] = Field(
+        default=(2.0, 10.0, 60.0, 300.0, 900.0), description="delay before attempt 2, 3, …"
+    )
+    max_ack_pending: int = Field(default=1000, ge=1)
+    request_timeout_s: float = Field(default=5.0, gt=0, description="deadline of NATS requests")
+    publish_retries: int = Field(default=5, ge=0, description="SDK resends of an unanswered event")
+
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = Field(default=0, ge=0, le=65535, description="0: a free port")
+    embedded_sync_always: bool = Field(
+        default=True, description="fsync every JetStream write before acknowledging it"
+    )
+    log_level: str = "INFO"
+
+    @field_validator("backoff_s")
+    @classmethod
+    def _positive_backoff(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(v <= 0 for v in value):
+            raise ValueError("needs at least one positive delay")
+        return value
+
+    @property
+    def wire(self) -> Wire:
+        """Subject and stream names under this hub's root."""
+        return Wire(self.subject_root)
+
+    @property
+    def url_file(self) -> Path:
+        """Where ``hub up`` writes the URL of its embedded server for other commands."""
+        return self.data_dir / "nats.url"
+
+    def backoff_for(self, attempt: int) -> float:
+        """Delay before redelivering after failed attempt ``attempt`` (1-based)."""
+        return self.backoff_s[min(attempt, len(self.backoff_s)) - 1]

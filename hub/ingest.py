@@ -1,0 +1,144 @@
+"""Ingest: check an event from a publisher, store it once, answer accepted or rejected.
+
+The reply ``accepted`` is sent only after JetStream acknowledged the stored event (its
+sequence is in the reply); anything else is ``rejected`` (kept in quarantine with every reason)
+or ``unavailable`` (nothing stored, send again: the same id is stored only once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from hub.config import HubSettings
+from hub.envelope import dump_event, parse_event, peek, personal_data_addressees, too_large
+from hub.errors import EventRejected
+from hub.registry import Registry
+from hub.routing import recipients_for
+from schemas.common import resident_id_needs_review
+from schemas.complaint_outcome import ComplaintOutcome
+from schemas.envelope import Event
+from schemas.replies import Accepted, FieldError, IngestReply, Rejected, Unavailable
+from schemas.rules import explain
+from schemas.wire import (
+    HEADER_MSG_ID,
+    HEADER_PERSONAL_DATA_TO,
+    HEADER_PUBLISHED_AT,
+    HEADER_RECIPIENTS,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time in UTC (the default clock; tests inject their own)."""
+    return datetime.now(UTC)
+
+
+class StoreUnavailable(Exception):
+    """The event store did not confirm a write; the caller answers ``unavailable``."""
+
+
+class EventStore(Protocol):
+    """Where accepted events and rejected messages are written."""
+
+    async def store(self, subject: str, body: bytes, headers: dict[str, str]) -> tuple[int, bool]:
+        """Store an event; returns its sequence and whether it was a duplicate."""
+
+    async def quarantine(self, subject: str, raw: bytes, errors: tuple[FieldError, ...]) -> int:
+        """Keep a rejected message with its reasons; returns its sequence."""
+
+
+class Ingest:
+    """Turns one ingest request into one reply."""
+
+    def __init__(
+        self, settings: HubSettings, registry: Registry, store: EventStore, clock: Clock = utc_now
+    ) -> None:
+        self.settings, self.registry, self.store, self.clock = settings, registry, store, clock
+        self.wire = settings.wire
+
+    async def handle(self, subject: str, raw: bytes) -> IngestReply:
+        """Check, store and answer one message received on ``subject``."""
+        publisher = self.wire.org_of_ingest(subject)
+        now = self.clock()
+        try:
+            event, recipients = self._check(publisher, raw, now)
+        except EventRejected as rejection:
+            return await self._reject(publisher, raw, rejection.errors)
+        headers = {
+            HEADER_MSG_ID: self.wire.event_msg_id(event.key),
+            HEADER_PUBLISHED_AT: now.astimezone(UTC).isoformat(),
+            HEADER_RECIPIENTS: ",".join(recipients),
+        }
+        if addressees := personal_data_addressees(event):
+            headers[HEADER_PERSONAL_DATA_TO] = ",".join(addressees)
+        try:
+            seq, duplicate = await self.store.store(
+                self.wire.event(event.source, event.category), dump_event(event), headers
+            )
+        except StoreUnavailable as exc:
+            log.warning("ingest.store_unavailable", extra={"event": event.key, "reason": str(exc)})
+            return Unavailable(reason=f"event store did not confirm the write: {exc}")
+        log.debug("ingest.accepted", extra={"event": event.key, "seq": seq, "duplicate": duplicate})
+        return Accepted(
+            source=event.source,
+            id=event.id,
+            seq=seq,
+            duplicate=duplicate,
+            recipients=recipients,
+            warnings=_review_warnings(event),
+        )
+
+    def _check(self, publisher: str, raw: bytes, now: datetime) -> tuple[Event, tuple[str, ...]]:
+        if len(raw) > self.settings.max_event_bytes:
+            raise too_large(len(raw), self.settings.max_event_bytes)
+        identity = self._identity_errors(publisher, peek(raw).get("source"))
+        try:
+            event = parse_event(raw, now=now, clock_skew_s=self.settings.clock_skew_s)
+        except EventRejected as rejection:
+            raise EventRejected(identity + list(rejection.errors)) from None
+        if identity:
+            raise EventRejected(identity)
+        return event, recipients_for(event, self.registry)
+
+    def _identity_errors(self, publisher: str, source: object) -> list[FieldError]:
+        if publisher not in self.registry:
+            return [explain("source", "unknown_publisher", {"org": publisher})]
+        if isinstance(source, str) and source != publisher:
+            return [
+                explain("source", "source_mismatch", {"source": source, "publisher": publisher})
+            ]
+        return []
+
+    async def _reject(self, publisher: str, raw: bytes, errors: tuple[FieldError, ...]) -> Rejected:
+        event_id = peek(raw).get("id") if len(raw) <= self.settings.max_event_bytes else None
+        try:
+            seq: int | None = await self.store.quarantine(
+                self.wire.quarantine(publisher), raw, errors
+            )
+        except StoreUnavailable as exc:
+            log.error("ingest.quarantine_unavailable", extra={"org": publisher, "reason": str(exc)})
+            seq = None
+        log.info(
+            "ingest.rejected",
+            extra={"org": publisher, "rules": [e.rule for e in errors], "quarantine_seq": seq},
+        )
+        return Rejected(
+            id=event_id if isinstance(event_id, str) else None,
+            errors=errors,
+            quarantine_seq=seq,
+        )
+
+
+def _review_warnings(event: Event) -> tuple[FieldError, ...]:
+    """Accepted, but worth a human look (stdnum's area-code gaps in resident IDs)."""
+    data = event.data
+    if isinstance(data, ComplaintOutcome) and data.complainant and data.complainant.id_number:
+        if resident_id_needs_review(data.complainant.id_number):
+            return (explain("data.complainant.id_number", "resident_id_review"),)
+    return ()

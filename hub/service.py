@@ -1,0 +1,98 @@
+"""The hub process: the ingest handler (FastStream request/reply) and the fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from faststream.nats import NatsBroker, NatsMessage
+from nats.js import JetStreamContext
+
+from hub.config import HubSettings
+from hub.delivery import FanOut
+from hub.envelope import dump_reply
+from hub.errors import ConfigError
+from hub.ingest import Clock, Ingest, utc_now
+from hub.registry import Registry
+from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
+
+log = logging.getLogger(__name__)
+
+INGEST_WORKERS = 64  # concurrent ingest requests; each waits for a JetStream write
+
+
+def new_broker(settings: HubSettings) -> NatsBroker:
+    """A FastStream broker for the hub's NATS servers."""
+    if not settings.nats_url:
+        raise ConfigError(
+            "HUB_NATS_URL", "the hub needs a NATS URL (hub up starts an embedded one)"
+        )
+    return NatsBroker(
+        settings.nats_url.split(","),
+        log_level=logging.DEBUG,  # one line per message is for debugging, not for ops
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        logger=logging.getLogger("hub.broker"),
+    )
+
+
+def register_ingest(broker: NatsBroker, settings: HubSettings, ingest: Ingest) -> None:
+    """Answer every publisher's ``<root>.ingest.<org>`` request with ``ingest``."""
+    subscriber = broker.subscriber(
+        settings.wire.ingest_any,
+        queue=settings.wire.ingest_queue,
+        max_workers=INGEST_WORKERS,
+        title="ingest",
+        description="发布单位提交事件（请求/应答）：受理、拒收（附全部字段错误）或暂不可用",
+    )
+
+    @subscriber
+    async def ingest_event(msg: NatsMessage) -> bytes:
+        reply = await ingest.handle(msg.raw_message.subject, msg.body)
+        return dump_reply(reply)
+
+
+@dataclass
+class Hub:
+    """A running hub: its broker and JetStream context."""
+
+    settings: HubSettings
+    registry: Registry
+    broker: NatsBroker
+    js: JetStreamContext
+
+
+@asynccontextmanager
+async def running_hub(
+    settings: HubSettings, registry: Registry, *, clock: Clock = utc_now
+) -> AsyncIterator[Hub]:
+    """Run the hub until the ``async with`` body ends; shut down in reverse start-up order."""
+    broker = new_broker(settings)
+    await broker.connect()
+    try:
+        js = broker.connection.jetstream(timeout=settings.request_timeout_s)
+        await ensure_streams(js, settings)
+        await ensure_consumers(js, settings, (o.id for o in registry.organisations))
+        ingest = Ingest(settings, registry, JetStreamStore(js, settings.request_timeout_s), clock)
+        register_ingest(broker, settings, ingest)
+        await broker.start()
+        stop = asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(FanOut(js, settings).run(stop))
+            log.info("hub.ready", extra={"url": settings.nats_url, "orgs": len(registry)})
+            try:
+                yield Hub(settings, registry, broker, js)
+            finally:
+                stop.set()  # the fan-out finishes its batch; the task group waits for it
+    finally:
+        await broker.stop()  # drains: in-flight ingest replies are sent
+        log.info("hub.stopped")
+
+
+async def serve(settings: HubSettings, registry: Registry, stop: asyncio.Event) -> None:
+    """Run the hub until ``stop`` is set."""
+    async with running_hub(settings, registry):
+        await stop.wait()
