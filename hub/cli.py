@@ -1,0 +1,394 @@
+"""The ``hub`` command: run the hub (embedded or against a NATS URL), publish, tail, inspect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import nats
+import typer
+from nats.aio.client import Client
+from nats.js.api import DeliverPolicy
+
+from hub import log
+from hub.config import HubSettings
+from hub.demo import DemoCounty, clock_zh
+from hub.envelope import load_quarantine, peek
+from hub.errors import EventRejected, HubError, HubUnavailable
+from hub.natsd import NatsServer
+from hub.registry import KIND_ZH, Registry, load_registry
+from hub.samples import PAYLOADS, sample_event
+from hub.service import running_hub, serve
+from schemas.envelope import CATEGORIES, DELIVERED, EVENT_ADAPTER, Event, summary_zh
+from schemas.wire import HEADER_PUBLISHED_AT, HEADER_REDACTED
+from subscribers.publisher import Publisher
+from subscribers.recipient import Delivery, Recipient
+
+app = typer.Typer(
+    help="执法协作信息共享枢纽 (enforcement information-sharing hub)", no_args_is_help=True
+)
+schemas_app = typer.Typer(help="事件模式 (event schemas)", no_args_is_help=True)
+registry_app = typer.Typer(help="组织登记簿 (organisation registry)", no_args_is_help=True)
+quarantine_app = typer.Typer(help="隔离区 (rejected messages)", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(registry_app, name="registry")
+app.add_typer(quarantine_app, name="quarantine")
+
+T = TypeVar("T")
+OrgOption = Annotated[str, typer.Option("--as", help="以哪个单位的身份（登记簿中的 id）")]
+
+
+def _settings(ctx: typer.Context) -> HubSettings:
+    settings: HubSettings = ctx.obj
+    return settings
+
+
+@app.callback()
+def main(ctx: typer.Context) -> None:
+    """Read the HUB_* settings once for every command."""
+    ctx.obj = HubSettings()
+
+
+def _run(work: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Run ``work`` with a stop event that SIGINT and SIGTERM set."""
+
+    async def runner() -> T:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await work(stop)
+
+    try:
+        return asyncio.run(runner())
+    except HubError as exc:
+        typer.echo(f"错误：{exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _url(settings: HubSettings) -> str:
+    """The NATS URL: HUB_NATS_URL, else the one a running ``hub up`` wrote."""
+    if settings.nats_url:
+        return settings.nats_url
+    try:
+        return settings.url_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        typer.echo(
+            f"错误：没有设置 HUB_NATS_URL，也没有运行中的 hub up（{settings.url_file} 不存在）",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
+def _registry(settings: HubSettings) -> Registry:
+    try:
+        return load_registry(settings.registry)
+    except HubError as exc:
+        typer.echo(f"错误：登记簿不可用：{exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+# -- running the hub ---------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    demo: Annotated[bool, typer.Option(help="运行演示县的发布与接收")] = True,
+    county: Annotated[str, typer.Option(help="演示县（登记簿中的县 id）")] = "renqiu",
+    interval: Annotated[float, typer.Option(help="演示发布间隔（秒）")] = 3.0,
+    rounds: Annotated[int, typer.Option(help="演示发布条数，0 表示直到 Ctrl-C")] = 0,
+) -> None:
+    """Start an embedded nats-server, the hub and (by default) the live demo county."""
+    settings = _settings(ctx)
+    registry = _registry(settings)
+    log.configure(settings.log_level, file=settings.data_dir / "hub.log")
+
+    async def work(stop: asyncio.Event) -> None:
+        server = NatsServer(
+            settings.data_dir / "nats",
+            host=settings.embedded_host,
+            port=settings.embedded_port,
+            sync_always=settings.embedded_sync_always,
+        )
+        async with server:
+            running = settings.model_copy(update={"nats_url": server.url})
+            running.url_file.write_text(server.url, encoding="utf-8")
+            try:
+                async with running_hub(running, registry):
+                    typer.echo(
+                        f"枢纽已启动：{server.url}（数据目录 {settings.data_dir}，日志 hub.log）"
+                    )
+                    typer.echo(
+                        "另开终端：hub tail --as renqiu-chuan；"
+                        f"hub publish 事件.json --as {county}-scjg"
+                    )
+                    if demo:
+                        await DemoCounty(running, registry, typer.echo, county=county).run(
+                            stop, interval_s=interval, rounds=rounds
+                        )
+                    else:
+                        await stop.wait()
+            finally:
+                running.url_file.unlink(missing_ok=True)
+
+    _run(work)
+
+
+@app.command("serve")
+def serve_command(ctx: typer.Context) -> None:
+    """Run the hub against HUB_NATS_URL until SIGINT or SIGTERM."""
+    settings = _settings(ctx)
+    registry = _registry(settings)
+    log.configure(settings.log_level, stream=sys.stderr)
+    if not settings.nats_url:
+        typer.echo("错误：hub serve 需要 HUB_NATS_URL（或用 hub up 启动内置 NATS）", err=True)
+        raise typer.Exit(2)
+    _run(lambda stop: serve(settings, registry, stop))
+
+
+# -- publishing and reading ----------------------------------------------------------------------
+
+
+@app.command()
+def publish(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="事件 JSON 文件，- 表示标准输入", allow_dash=True)],
+    org: OrgOption,
+    new_id: Annotated[bool, typer.Option("--new-id", help="换用新的事件 id")] = False,
+    now: Annotated[bool, typer.Option("--now", help="把形成时间改为当前时间")] = False,
+) -> None:
+    """Publish one event as an organisation; exits 1 when the hub rejects it."""
+    settings = _settings(ctx)
+    raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    body = _rewrite(raw, new_id=new_id, now=now)
+    url = _url(settings)
+
+    async def work(stop: asyncio.Event) -> int:
+        nc = await nats.connect(url, name=f"hub-publish-{org}")
+        try:
+            publisher = Publisher(
+                nc,
+                org,
+                wire=settings.wire,
+                timeout_s=settings.request_timeout_s,
+                retries=settings.publish_retries,
+            )
+            accepted = await publisher.publish(body)
+        except EventRejected as exc:
+            typer.echo(f"拒收（rejected）：已存入隔离区，序号 {exc.quarantine_seq}", err=True)
+            for error in exc.errors:
+                typer.echo(
+                    f"  {error.field}: {error.message_zh}（{error.message_en}）[{error.rule}]",
+                    err=True,
+                )
+            return 1
+        except HubUnavailable as exc:
+            typer.echo(f"暂不可用（unavailable）：{exc.reason}；可原样重发", err=True)
+            return 3
+        finally:
+            await nc.close()
+        again = "（此前已受理，未重复存储）" if accepted.duplicate else ""
+        typer.echo(
+            f"已受理（accepted）：{accepted.source}/{accepted.id} 序号 {accepted.seq}{again}"
+        )
+        typer.echo(f"  接收单位 {len(accepted.recipients)} 个：{'、'.join(accepted.recipients)}")
+        for warning in accepted.warnings:
+            typer.echo(f"  提示：{warning.field}: {warning.message_zh}")
+        return 0
+
+    code = _run(work)
+    raise typer.Exit(code)
+
+
+def _rewrite(raw: bytes, *, new_id: bool, now: bool) -> bytes:
+    if not (new_id or now):
+        return raw
+    envelope = peek(raw)
+    if not envelope:
+        return raw  # not an object: let the hub reject it with the reason
+    if new_id:
+        envelope["id"] = str(uuid.uuid4())
+    if now:
+        envelope["time"] = datetime.now(UTC).isoformat()
+    return json.dumps(envelope, ensure_ascii=False).encode()
+
+
+@app.command()
+def example(
+    category: Annotated[str, typer.Argument(help="类别：" + "、".join(CATEGORIES))],
+    org: OrgOption,
+) -> None:
+    """Print a valid sample event of a category, ready for ``hub publish``."""
+    if category not in PAYLOADS:
+        typer.echo(f"错误：没有类别 {category}；可用：{', '.join(CATEGORIES)}", err=True)
+        raise typer.Exit(2)
+    typer.echo(
+        json.dumps(sample_event(category, org, datetime.now(UTC)), ensure_ascii=False, indent=2)
+    )
+
+
+@app.command()
+def tail(
+    ctx: typer.Context,
+    org: OrgOption,
+    ack: Annotated[
+        bool, typer.Option("--ack", help="作为该单位签收（使用其持久消费者并发出回执）")
+    ] = False,
+    from_start: Annotated[bool, typer.Option("--from-start", help="从头显示（只看模式）")] = False,
+    count: Annotated[int, typer.Option(help="收到 N 条后退出，0 表示一直运行")] = 0,
+) -> None:
+    """Show what is delivered to an organisation, as it arrives."""
+    settings = _settings(ctx)
+    registry = _registry(settings)
+    if org not in registry:
+        typer.echo(f"错误：{org} 不在组织登记簿中", err=True)
+        raise typer.Exit(2)
+    url = _url(settings)
+
+    async def work(stop: asyncio.Event) -> None:
+        nc = await nats.connect(url, name=f"hub-tail-{org}")
+        seen = 0
+
+        def show(event: Event, published: str | None, redacted: bool) -> None:
+            nonlocal seen
+            seen += 1
+            label = CATEGORIES[event.category].label
+            note = "（已去除投诉人信息）" if redacted else ""
+            typer.echo(
+                f"{clock_zh()} {label} · {registry.name(event.source)} → {registry.name(org)} · "
+                f"{summary_zh(event)}{note}  [{event.key}，发布于 {published or '?'}]"
+            )
+            if count and seen >= count:
+                stop.set()
+
+        try:
+            if ack:
+
+                async def handle(event: Event, delivery: Delivery) -> None:
+                    show(
+                        event,
+                        delivery.published_at.isoformat() if delivery.published_at else None,
+                        delivery.redacted,
+                    )
+
+                await Recipient(nc, org, wire=settings.wire).run(handle, stop)
+            else:
+                await _peek(nc, settings, org, from_start, stop, show)
+        finally:
+            await nc.close()
+
+    _run(work)
+
+
+async def _peek(
+    nc: Client,
+    settings: HubSettings,
+    org: str,
+    from_start: bool,
+    stop: asyncio.Event,
+    show: Callable[[Event, str | None, bool], None],
+) -> None:
+    """Watch an organisation's deliveries through an ephemeral ordered consumer (no receipts)."""
+    js = nc.jetstream()
+    policy = DeliverPolicy.ALL if from_start else DeliverPolicy.NEW
+    sub = await js.subscribe(
+        settings.wire.deliver_filter(org),
+        stream=settings.wire.deliveries_stream,
+        ordered_consumer=True,
+        deliver_policy=policy,
+    )
+    try:
+        while not stop.is_set():
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except TimeoutError:
+                continue
+            headers = msg.headers or {}
+            event = EVENT_ADAPTER.validate_json(msg.data, context=DELIVERED)
+            show(event, headers.get(HEADER_PUBLISHED_AT), HEADER_REDACTED in headers)
+    finally:
+        await sub.unsubscribe()
+
+
+# -- schemas, registry, quarantine ----------------------------------------------------------
+
+
+@schemas_app.command("export")
+def schemas_export(directory: Annotated[Path, typer.Argument(help="输出目录")]) -> None:
+    """Write one JSON Schema file per event type (e.g. permit.v1.json)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for category in CATEGORIES.values():
+        schema: dict[str, Any] = category.event.model_json_schema()
+        schema["$id"] = f"urn:zhifa-hub:schema:{category.type}"
+        schema["title"] = f"{category.type}：{category.label}（第十五条第{category.number}项）"
+        target = directory / f"{category.type}.json"
+        target.write_text(json.dumps(schema, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        typer.echo(str(target))
+
+
+@registry_app.command("check")
+def registry_check(
+    file: Annotated[Path | None, typer.Argument(help="登记簿文件，缺省为内置演示登记簿")] = None,
+) -> None:
+    """Check a registry file; exits 2 naming the first problem."""
+    try:
+        registry = load_registry(file)
+    except HubError as exc:
+        typer.echo(f"错误：{exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"{registry.origin}：{len(registry.counties)} 个县级单位，{len(registry)} 个组织，检查通过"
+    )
+
+
+@registry_app.command("list")
+def registry_list(
+    ctx: typer.Context,
+    county: Annotated[str | None, typer.Option(help="只列出某县（县 id）")] = None,
+) -> None:
+    """List the organisations with their ids, kinds and liaisons."""
+    registry = _registry(_settings(ctx))
+    for c in registry.counties:
+        if county and c.id != county:
+            continue
+        typer.echo(f"{c.name}（{c.id}，{c.code}）")
+        for org in registry.members(c.id):
+            liaison = f"{org.liaison.name} {org.liaison.phone}" if org.liaison else "—"
+            typer.echo(f"  {org.id:<24} {KIND_ZH[org.kind]:<8} {org.name}  联络人：{liaison}")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    ctx: typer.Context, limit: Annotated[int, typer.Option(help="最多显示条数")] = 20
+) -> None:
+    """Show the newest rejected messages with their reasons."""
+    settings = _settings(ctx)
+    url = _url(settings)
+
+    async def work(stop: asyncio.Event) -> None:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(settings.wire.quarantine_stream)
+            last = info.state.last_seq
+            first = max(info.state.first_seq, last - limit + 1)
+            for seq in range(first, last + 1):
+                raw = await js.get_msg(settings.wire.quarantine_stream, seq)
+                record = load_quarantine(raw.data or b"")
+                typer.echo(
+                    f"#{seq} {record['received_at']} {record['subject']} （{record['size']} 字节）"
+                )
+                for error in record["errors"]:
+                    typer.echo(f"    {error['field']}: {error['message_zh']}")
+        finally:
+            await nc.close()
+
+    _run(work)
