@@ -1,0 +1,158 @@
+"""The ``hub`` command as a user runs it: a separate process, real exit codes, real output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hub.config import HubSettings
+from hub.samples import sample_event
+from hub.service import Hub
+from schemas.envelope import EVENT_TYPES
+
+pytestmark = pytest.mark.connected
+
+HUB = str(Path(sys.executable).parent / "hub")
+
+
+async def run_hub(
+    settings: HubSettings, *args: str, deadline_s: float = 60, **env: str
+) -> tuple[int, str, str]:
+    environment = {
+        **os.environ,
+        "HUB_NATS_URL": settings.nats_url or "",
+        "HUB_SUBJECT_ROOT": settings.subject_root,
+        **env,
+    }
+    process = await asyncio.create_subprocess_exec(
+        HUB, *args, env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(deadline_s):
+        out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+def write_event(tmp_path: Path, event: dict[str, object]) -> Path:
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+async def test_publish_of_a_rejected_event_exits_nonzero_printing_each_error(
+    hub: Hub, tmp_path: Path
+) -> None:
+    event = sample_event("permit", "renqiu-scjg", datetime.now(UTC))
+    event["data"]["entity_uscc"] = "91130982MA0D4XXK3Y"
+    del event["data"]["permit_name"]
+    code, out, err = await run_hub(
+        hub.settings, "publish", str(write_event(tmp_path, event)), "--as", "renqiu-scjg"
+    )
+    assert code == 1, (out, err)
+    assert "拒收" in err and "隔离区" in err
+    assert "data.entity_uscc: 统一社会信用代码校验码错误：末位为 Y，应为 L" in err
+    assert "data.permit_name: 必填字段缺失" in err
+
+
+async def test_publish_of_a_valid_event_prints_the_acceptance(hub: Hub, tmp_path: Path) -> None:
+    event = sample_event("law_change", "renqiu-scjg", datetime.now(UTC))
+    code, out, err = await run_hub(
+        hub.settings, "publish", str(write_event(tmp_path, event)), "--as", "renqiu-scjg"
+    )
+    assert code == 0, err
+    assert f"已受理（accepted）：renqiu-scjg/{event['id']} 序号 1" in out
+    assert "接收单位 19 个" in out
+
+
+async def test_publish_as_someone_else_is_refused(hub: Hub, tmp_path: Path) -> None:
+    event = sample_event("permit", "renqiu-scjg", datetime.now(UTC))
+    code, _, err = await run_hub(
+        hub.settings, "publish", str(write_event(tmp_path, event)), "--as", "renqiu-zjj"
+    )
+    assert code == 1 and "只能以本单位名义发布" in err
+
+
+async def test_example_output_publishes_as_is(hub: Hub, tmp_path: Path) -> None:
+    code, out, _ = await run_hub(
+        hub.settings, "example", "inspection_record", "--as", "renqiu-chuan"
+    )
+    assert code == 0
+    path = tmp_path / "example.json"
+    path.write_text(out, encoding="utf-8")
+    code, out, err = await run_hub(hub.settings, "publish", str(path), "--as", "renqiu-chuan")
+    assert code == 0, err
+
+
+async def test_tail_shows_what_was_delivered_to_the_organisation(hub: Hub, tmp_path: Path) -> None:
+    event = sample_event("permit", "renqiu-scjg", datetime.now(UTC))
+    code, _, err = await run_hub(
+        hub.settings, "publish", str(write_event(tmp_path, event)), "--as", "renqiu-scjg"
+    )
+    assert code == 0, err
+    code, out, err = await run_hub(
+        hub.settings, "tail", "--as", "renqiu-qingta", "--from-start", "--count", "1"
+    )
+    assert code == 0, err
+    assert "行政许可和监督管理信息 · 任丘市市场监督管理局 → 任丘市青塔乡人民政府" in out
+    assert "任丘市鸿运食品有限公司 食品经营许可 准予许可" in out
+
+
+async def test_schemas_export_writes_one_json_schema_per_event_type(
+    settings: HubSettings, tmp_path: Path
+) -> None:
+    code, _, err = await run_hub(settings, "schemas", "export", str(tmp_path / "out"))
+    assert code == 0, err
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(f"{t}.json" for t in EVENT_TYPES)
+    permit = json.loads((tmp_path / "out" / "permit.v1.json").read_text(encoding="utf-8"))
+    assert permit["$defs"]["Permit"]["properties"]["entity_uscc"]["description"].startswith(
+        "统一社会信用代码"
+    )
+    assert "data" in permit["required"]
+
+
+async def test_registry_check_names_the_problem_and_exits_2(
+    settings: HubSettings, tmp_path: Path
+) -> None:
+    broken = tmp_path / "bad.toml"
+    broken.write_text('prefecture = "沧州市"\nprefecture_code = "13"\n', encoding="utf-8")
+    code, _, err = await run_hub(settings, "registry", "check", str(broken))
+    assert code == 2 and "prefecture_code" in err
+    code, out, _ = await run_hub(settings, "registry", "check")
+    assert code == 0 and "17 个县级单位" in out
+
+
+async def test_commands_without_a_hub_say_how_to_start_one(
+    settings: HubSettings, tmp_path: Path
+) -> None:
+    code, _, err = await run_hub(
+        settings, "publish", "-", "--as", "renqiu-scjg", HUB_NATS_URL="", HUB_DATA_DIR=str(tmp_path)
+    )
+    assert code == 2 and "hub up" in err
+
+
+async def test_up_runs_the_demo_county_on_an_embedded_server(
+    settings: HubSettings, tmp_path: Path
+) -> None:
+    code, out, err = await run_hub(
+        settings,
+        "up",
+        "--rounds",
+        "8",
+        "--interval",
+        "0.2",
+        HUB_NATS_URL="",
+        HUB_DATA_DIR=str(tmp_path),
+    )
+    assert code == 0, err
+    assert "枢纽已启动：nats://127.0.0.1:" in out
+    assert "送达 19/19 个单位已签收" in out  # a department's law change to all Renqiu townships
+    assert "送达 31/31 个单位已签收" in out  # the county government's notice to everyone
+    assert "投诉人信息仅送 任丘市市场监督管理局" in out
+    assert "拒收" in out and "演示结束：发布 8 条，受理 6 条，拒收 2 条" in out
+    assert not (tmp_path / "nats.url").exists()  # removed when the demo ended

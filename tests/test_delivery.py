@@ -1,0 +1,186 @@
+"""Fan-out through the real nats-server: every entitled recipient, exactly once, nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+
+from hub.registry import OrgKind, Registry
+from hub.samples import sample_event
+from hub.service import Hub
+from schemas.complaint_outcome import ComplaintOutcome
+from schemas.envelope import Event
+from schemas.statistics import Statistics
+from subscribers.publisher import Publisher
+from subscribers.recipient import Delivery
+from tests.helpers import eventually, receipt_count, receipts, receiving, stream_messages
+
+pytestmark = pytest.mark.connected
+
+
+def members(registry: Registry, county: str, *kinds: OrgKind) -> list[str]:
+    return [o.id for o in registry.members(county) if o.kind in kinds]
+
+
+TOWNSHIP_KINDS = (OrgKind.TOWNSHIP, OrgKind.STREET)
+
+
+async def publish(
+    nc: Client, hub: Hub, category: str, source: str, n: int = 0, **envelope: Any
+) -> str:
+    accepted = await Publisher(nc, source, wire=hub.settings.wire).publish(
+        sample_event(category, source, datetime.now(UTC), n, **envelope)
+    )
+    return f"{accepted.source}/{accepted.id}"
+
+
+async def settled(hub: Hub, orgs: list[str]) -> bool:
+    """Every listed consumer has nothing pending and nothing waiting for an ack."""
+    for org in orgs:
+        info = await hub.js.consumer_info(hub.settings.wire.deliveries_stream, f"deliver-{org}")
+        if info.num_pending or info.num_ack_pending:
+            return False
+    return True
+
+
+async def test_department_event_reaches_each_township_once_and_no_other_county(
+    hub: Hub, nc: Client, registry: Registry
+) -> None:
+    townships = members(registry, "renqiu", *TOWNSHIP_KINDS)
+    bystanders = members(registry, "renqiu", OrgKind.DEPARTMENT) + members(
+        registry, "qingxian", *TOWNSHIP_KINDS
+    )
+    async with receiving(nc, hub.settings, townships + bystanders) as inboxes:
+        key = await publish(nc, hub, "permit", "renqiu-scjg")
+        await eventually(lambda: settled(hub, townships + bystanders))
+        await eventually(lambda: _receipts_reach(hub, len(townships)))
+    assert len(townships) == 19
+    assert {org: inboxes[org].keys for org in townships} == {org: [key] for org in townships}
+    assert all(inboxes[org].keys == [] for org in bystanders)
+    assert await stream_messages(hub.js, hub.settings.wire.deliveries_stream) == 19
+
+
+async def test_township_statistics_reach_its_county_departments(
+    hub: Hub, nc: Client, registry: Registry
+) -> None:
+    departments = members(registry, "renqiu", OrgKind.DEPARTMENT)
+    others = members(registry, "renqiu", *TOWNSHIP_KINDS) + members(
+        registry, "qingxian", OrgKind.DEPARTMENT
+    )
+    async with receiving(nc, hub.settings, departments + others) as inboxes:
+        key = await publish(nc, hub, "statistics", "renqiu-chuan")
+        await eventually(lambda: settled(hub, departments + others))
+        await eventually(lambda: all(inboxes[d].keys for d in departments))
+    assert {d: inboxes[d].keys for d in departments} == {d: [key] for d in departments}
+    assert all(not inboxes[o].keys for o in others)
+    ((event, _),) = inboxes["renqiu-scjg"].events
+    assert isinstance(event.data, Statistics)
+    assert event.data.indicators[0].name == "行政检查次数"
+
+
+async def test_targeted_event_reaches_only_its_targets(
+    hub: Hub, nc: Client, registry: Registry
+) -> None:
+    targets = ["renqiu-qingta", "renqiu-chuan"]
+    everyone = members(registry, "renqiu", *TOWNSHIP_KINDS, OrgKind.DEPARTMENT, OrgKind.GOVERNMENT)
+    async with receiving(nc, hub.settings, everyone) as inboxes:
+        key = await publish(nc, hub, "other", "renqiu-scjg", recipients=tuple(targets))
+        await eventually(lambda: all(inboxes[t].keys for t in targets))
+        await eventually(lambda: settled(hub, everyone))
+    assert {org for org in everyone if inboxes[org].keys} == set(targets)
+    assert inboxes["renqiu-chuan"].keys == [key]
+
+
+async def test_complainant_data_reaches_only_the_entitled_recipient(
+    hub: Hub, nc: Client, registry: Registry
+) -> None:
+    departments = members(registry, "renqiu", OrgKind.DEPARTMENT)
+    async with receiving(nc, hub.settings, departments) as inboxes:
+        await publish(nc, hub, "complaint_outcome", "renqiu-chuan")
+        await eventually(lambda: all(inboxes[d].keys for d in departments))
+    entitled_event, entitled_delivery = inboxes["renqiu-scjg"].events[0]
+    assert isinstance(entitled_event.data, ComplaintOutcome) and not entitled_delivery.redacted
+    assert entitled_event.data.complainant is not None
+    assert entitled_event.data.complainant.phone == "13831700000"
+    for org in departments:
+        if org != "renqiu-scjg":
+            event, delivery = inboxes[org].events[0]
+            assert isinstance(event.data, ComplaintOutcome)
+            assert event.data.complainant is None and delivery.redacted
+    raw = await hub.js.get_msg(
+        hub.settings.wire.deliveries_stream,
+        subject=hub.settings.wire.deliver("renqiu-zjj", "complaint_outcome"),
+    )
+    body = raw.data or b""
+    assert b"13831700000" not in body and "赵先生".encode() not in body
+
+
+async def test_offline_recipient_receives_all_500_events_when_it_connects(
+    hub: Hub, nc: Client
+) -> None:
+    pub = Publisher(nc, "renqiu-scjg", wire=hub.settings.wire)
+    now = datetime.now(UTC)
+    keys = []
+    for n in range(500):
+        accepted = await pub.publish(
+            sample_event("permit", "renqiu-scjg", now, n, recipients=("renqiu-beihan",))
+        )
+        keys.append(f"{accepted.source}/{accepted.id}")
+    await eventually(lambda: _delivered(hub, "renqiu-beihan", 500), within=30)
+    async with receiving(nc, hub.settings, ["renqiu-beihan"]) as inboxes:
+        await eventually(lambda: len(inboxes["renqiu-beihan"].keys) >= 500, within=30)
+        await eventually(lambda: settled(hub, ["renqiu-beihan"]))
+    assert inboxes["renqiu-beihan"].keys == keys  # all of them, once each, in publication order
+
+
+async def _receipts_reach(hub: Hub, count: int) -> bool:
+    return await receipt_count(hub.js, hub.settings) >= count
+
+
+async def _delivered(hub: Hub, org: str, count: int) -> bool:
+    info = await hub.js.consumer_info(hub.settings.wire.deliveries_stream, f"deliver-{org}")
+    return bool(info.num_pending == count)
+
+
+async def test_failing_handler_is_retried_with_backoff_then_dead_lettered(
+    hub: Hub, nc: Client
+) -> None:
+    attempts: list[tuple[int, float]] = []
+    loop = asyncio.get_running_loop()
+
+    async def refuse(event: Event, delivery: Delivery) -> None:
+        attempts.append((delivery.attempt, loop.time()))
+        raise RuntimeError("本地数据库不可用")
+
+    async with receiving(nc, hub.settings, ["renqiu-qingta"], handler=refuse):
+        await publish(nc, hub, "other", "renqiu-scjg", recipients=("renqiu-qingta",))
+        await eventually(lambda: _receipts_reach(hub, 1), within=10)
+        await eventually(lambda: settled(hub, ["renqiu-qingta"]))
+    assert [a for a, _ in attempts] == [1, 2, 3]  # max_deliver = 3
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(attempts)]
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.4  # backoff_s = (0.2, 0.4)
+    (receipt,) = await receipts(hub.js, hub.settings)
+    assert receipt.status == "dead_lettered" and receipt.deliveries == 3
+    assert receipt.reason == "RuntimeError: 本地数据库不可用"
+
+
+async def test_handler_that_recovers_is_acknowledged_once(hub: Hub, nc: Client) -> None:
+    calls = 0
+
+    async def flaky(event: Event, delivery: Delivery) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("暂时断网")
+
+    async with receiving(nc, hub.settings, ["renqiu-qingta"], handler=flaky) as inboxes:
+        key = await publish(nc, hub, "other", "renqiu-scjg", recipients=("renqiu-qingta",))
+        await eventually(lambda: _receipts_reach(hub, 1), within=10)
+    assert inboxes["renqiu-qingta"].keys == [key] and calls == 2
+    (receipt,) = await receipts(hub.js, hub.settings)
+    assert (receipt.status, receipt.deliveries, receipt.event_key) == ("acknowledged", 2, key)
