@@ -134,7 +134,7 @@ def _problems(file: RegistryFile) -> Iterable[str]:
     for c in file.county:
         for office in c.dispute_offices:
             if county_of.get(office) != c.id:
-                yield f"county {c.id}: dispute office {office} is not an organisation of this county"
+                yield f"county {c.id}: dispute office {office} is not an organisation of it"
 
 
 def _repeated(values: list[str]) -> list[str]:

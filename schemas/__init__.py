@@ -28,17 +28,16 @@ from schemas.statistics import Statistics
 from schemas.wire import Wire
 
 __all__ = [
-    "CATEGORIES",
-    "EVENT_ADAPTER",
-    "EVENT_TYPES",
-    "REPLY_ADAPTER",
     "Accepted",
+    "CATEGORIES",
     "Category",
     "Complainant",
     "ComplaintOutcome",
     "ComplaintOutcomeEvent",
     "DiscretionStandard",
     "DiscretionStandardEvent",
+    "EVENT_ADAPTER",
+    "EVENT_TYPES",
     "EnvelopeBase",
     "Event",
     "FieldError",
@@ -51,6 +50,7 @@ __all__ = [
     "OtherEvent",
     "Permit",
     "PermitEvent",
+    "REPLY_ADAPTER",
     "Receipt",
     "Rejected",
     "Statistics",

@@ -17,6 +17,7 @@ from stdnum.exceptions import InvalidChecksum, InvalidComponent, ValidationError
 
 ORG_ID_PATTERN = r"^[a-z][a-z0-9-]{1,62}[a-z0-9]$"
 _Ordered = TypeVar("_Ordered", date, Decimal)
+_T = TypeVar("_T")
 
 EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
@@ -84,9 +85,13 @@ def _check_resident_id(value: str) -> str:
         checked = ric.compact(number)
         if len(checked) == 18 and checked[-1] == ric.calc_check_digit(checked):
             return str(checked)
-        raise PydanticCustomError("resident_id", "not a valid resident identity number", {}) from None
+        raise PydanticCustomError(
+            "resident_id", "not a valid resident identity number", {}
+        ) from None
     except ValidationError:
-        raise PydanticCustomError("resident_id", "not a valid resident identity number", {}) from None
+        raise PydanticCustomError(
+            "resident_id", "not a valid resident identity number", {}
+        ) from None
 
 
 def resident_id_needs_review(number: str) -> bool:
@@ -141,7 +146,7 @@ def not_before(value: _Ordered | None, bound: Any, *, other: str) -> _Ordered | 
     )
 
 
-def required_when(value: Any, *, reason: str, reason_zh: str) -> Any:
+def required_when(value: _T, *, reason: str, reason_zh: str) -> _T:
     """Refuse a missing value that another field's value makes necessary."""
     if value is None or value == () or value == []:
         raise PydanticCustomError(
@@ -152,7 +157,7 @@ def required_when(value: Any, *, reason: str, reason_zh: str) -> Any:
     return value
 
 
-def forbidden_when(value: Any, *, reason: str, reason_zh: str) -> Any:
+def forbidden_when(value: _T, *, reason: str, reason_zh: str) -> _T:
     """Refuse a value that another field's value makes meaningless."""
     if value is not None and value != () and value != []:
         raise PydanticCustomError(

@@ -90,9 +90,9 @@ class ComplaintOutcome(Model):
         description="状态：" + "、".join(f"{k.value} {v}" for k, v in STATUS_ZH.items())
     )
     matter: Text = Field(description="反映事项（不含投诉人个人信息）")
-    respondent_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = (
-        Field(default=None, description="被投诉举报对象")
-    )
+    respondent_name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None
+    ) = Field(default=None, description="被投诉举报对象")
     result: Text | None = Field(
         default=None,
         validate_default=True,
@@ -101,7 +101,9 @@ class ComplaintOutcome(Model):
     transferred_to: OrgId | None = Field(
         default=None, validate_default=True, description="移送接收单位（已移送时必填）"
     )
-    decided_on: date | None = Field(default=None, description="受理、办结或移送日期，不得早于接收日期")
+    decided_on: date | None = Field(
+        default=None, description="受理、办结或移送日期，不得早于接收日期"
+    )
     feedback_on: date | None = Field(default=None, description="向投诉举报人反馈日期")
     complainant: Complainant | None = Field(default=None, description="投诉举报人（个人信息）")
     complainant_shared_with: tuple[OrgId, ...] = Field(
@@ -115,8 +117,10 @@ class ComplaintOutcome(Model):
     @classmethod
     def _result_when_closed(cls, value: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("status") in (ComplaintStatus.NOT_ACCEPTED, ComplaintStatus.HANDLED):
-            return required_when(  # type: ignore[no-any-return]
-                value, reason="status is 'not_accepted' or 'handled'", reason_zh="状态为不予受理或已办结"
+            return required_when(
+                value,
+                reason="status is 'not_accepted' or 'handled'",
+                reason_zh="状态为不予受理或已办结",
             )
         return value
 
@@ -124,8 +128,10 @@ class ComplaintOutcome(Model):
     @classmethod
     def _target_when_transferred(cls, value: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("status") is ComplaintStatus.TRANSFERRED:
-            return required_when(value, reason="status is 'transferred'", reason_zh="状态为已移送")  # type: ignore[no-any-return]
-        return forbidden_when(value, reason="status is not 'transferred'", reason_zh="状态不是已移送")  # type: ignore[no-any-return]
+            return required_when(value, reason="status is 'transferred'", reason_zh="状态为已移送")
+        return forbidden_when(
+            value, reason="status is not 'transferred'", reason_zh="状态不是已移送"
+        )
 
     @field_validator("decided_on", "feedback_on")
     @classmethod
@@ -138,11 +144,15 @@ class ComplaintOutcome(Model):
         cls, value: tuple[str, ...], info: ValidationInfo
     ) -> tuple[str, ...]:
         if info.data.get("complainant") is not None:
-            return required_when(  # type: ignore[no-any-return]
+            return required_when(
                 value, reason="complainant is given", reason_zh="填写了投诉举报人信息"
             )
-        return forbidden_when(value, reason="no complainant is given", reason_zh="未填写投诉举报人信息")  # type: ignore[no-any-return]
+        return forbidden_when(
+            value, reason="no complainant is given", reason_zh="未填写投诉举报人信息"
+        )
 
     def summary_zh(self) -> str:
         """One line for dashboards and logs; never contains the complainant."""
-        return f"投诉举报 {self.complaint_no} {STATUS_ZH[self.status]}（{CHANNEL_ZH[self.channel]}）"
+        return (
+            f"投诉举报 {self.complaint_no} {STATUS_ZH[self.status]}（{CHANNEL_ZH[self.channel]}）"
+        )

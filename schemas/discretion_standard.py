@@ -85,10 +85,16 @@ class DiscretionStandard(Model):
         default=None, validate_default=True, description="对应处罚事项（自由裁量基准必填）"
     )
     benchmarks: tuple[Benchmark, ...] = Field(
-        default=(), validate_default=True, max_length=200, description="裁量基准（自由裁量基准必填）"
+        default=(),
+        validate_default=True,
+        max_length=200,
+        description="裁量基准（自由裁量基准必填）",
     )
     workflow_steps: tuple[Title, ...] = Field(
-        default=(), validate_default=True, max_length=100, description="流程步骤（执法工作流程必填）"
+        default=(),
+        validate_default=True,
+        max_length=100,
+        description="流程步骤（执法工作流程必填）",
     )
     supersedes_version: Version | None = Field(default=None, description="被替代的版本")
     expires_on: date | None = Field(default=None, description="失效日期，不得早于施行日期")
@@ -99,9 +105,13 @@ class DiscretionStandard(Model):
     def _benchmark_fields(cls, value: object, info: ValidationInfo) -> object:
         kind = info.data.get("kind")
         if kind is StandardKind.BENCHMARK:
-            return required_when(value, reason="kind is 'benchmark'", reason_zh="种类为自由裁量基准")
+            return required_when(
+                value, reason="kind is 'benchmark'", reason_zh="种类为自由裁量基准"
+            )
         if kind is StandardKind.WORKFLOW:
-            return forbidden_when(value, reason="kind is 'workflow'", reason_zh="种类为执法工作流程")
+            return forbidden_when(
+                value, reason="kind is 'workflow'", reason_zh="种类为执法工作流程"
+            )
         return value
 
     @field_validator("workflow_steps")
@@ -111,7 +121,9 @@ class DiscretionStandard(Model):
         if kind is StandardKind.WORKFLOW:
             return required_when(value, reason="kind is 'workflow'", reason_zh="种类为执法工作流程")
         if kind is StandardKind.BENCHMARK:
-            return forbidden_when(value, reason="kind is 'benchmark'", reason_zh="种类为自由裁量基准")
+            return forbidden_when(
+                value, reason="kind is 'benchmark'", reason_zh="种类为自由裁量基准"
+            )
         return value
 
     @field_validator("expires_on")

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, TypeAdapter, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from schemas import (

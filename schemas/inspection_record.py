@@ -89,7 +89,9 @@ class InspectionRecord(Model):
     rectification_due: date | None = Field(
         default=None, validate_default=True, description="整改期限（责令整改时必填）"
     )
-    attachments: tuple[Attachment, ...] = Field(default=(), max_length=20, description="检查记录附件")
+    attachments: tuple[Attachment, ...] = Field(
+        default=(), max_length=20, description="检查记录附件"
+    )
 
     @field_validator("inspectors")
     @classmethod
@@ -111,16 +113,20 @@ class InspectionRecord(Model):
     ) -> InspectionResult | None:
         kind = info.data.get("kind")
         if kind is RecordKind.INSPECTION:
-            return required_when(value, reason="kind is 'inspection'", reason_zh="种类为行政检查记录")  # type: ignore[no-any-return]
+            return required_when(
+                value, reason="kind is 'inspection'", reason_zh="种类为行政检查记录"
+            )
         return value
 
     @field_validator("rectification_due")
     @classmethod
     def _due_for_rectification(cls, value: date | None, info: ValidationInfo) -> date | None:
         if info.data.get("result") is InspectionResult.RECTIFICATION_ORDERED:
-            required_when(value, reason="result is 'rectification_ordered'", reason_zh="检查结果为责令整改")
+            required_when(
+                value, reason="result is 'rectification_ordered'", reason_zh="检查结果为责令整改"
+            )
             return not_before(value, info.data.get("occurred_on"), other="occurred_on")
-        return forbidden_when(  # type: ignore[no-any-return]
+        return forbidden_when(
             value, reason="result is not 'rectification_ordered'", reason_zh="检查结果不是责令整改"
         )
 

@@ -82,7 +82,9 @@ class LawChange(Model):
     def _replacement_only_on_repeal(cls, value: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("change") is Change.REPEALED:
             return value
-        return forbidden_when(value, reason="change is not 'repealed'", reason_zh="调整类型不是废止")
+        return forbidden_when(
+            value, reason="change is not 'repealed'", reason_zh="调整类型不是废止"
+        )
 
     def summary_zh(self) -> str:
         """One line for dashboards and logs."""

@@ -17,7 +17,9 @@ class Receipt(Model):
     event_source: OrgId = Field(description="事件发布单位")
     event_id: EventId = Field(description="事件标识")
     recipient: OrgId = Field(description="接收单位")
-    status: ReceiptStatus = Field(description="acknowledged 已签收 / dead_lettered 处理失败转入死信")
+    status: ReceiptStatus = Field(
+        description="acknowledged 已签收 / dead_lettered 处理失败转入死信"
+    )
     delivery_seq: int = Field(ge=1, description="投递流中的序号")
     deliveries: int = Field(ge=1, description="第几次投递时完成")
     received_at: AwareDatetime = Field(description="接收方首次收到本次投递的时间")

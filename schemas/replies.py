@@ -1,4 +1,4 @@
-"""What the hub answers a publisher: accepted (with the stored sequence) or rejected (every field)."""
+"""What the hub answers a publisher: accepted (with the stored sequence) or rejected."""
 
 from __future__ import annotations
 

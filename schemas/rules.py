@@ -35,17 +35,29 @@ RULES: dict[str, tuple[str, str]] = {
     "union_tag_not_found": ("缺少事件类型字段 type", "the event type field 'type' is missing"),
     # scalar types
     "string_type": ("应为字符串", "must be a string"),
-    "string_too_short": ("不得为空，至少 {min_length} 个字符", "needs at least {min_length} characters"),
+    "string_too_short": (
+        "不得为空，至少 {min_length} 个字符",
+        "needs at least {min_length} characters",
+    ),
     "string_too_long": ("不得超过 {max_length} 个字符", "must be at most {max_length} characters"),
-    "string_pattern_mismatch": ("格式不正确（应符合 {pattern}）", "bad format (must match {pattern})"),
+    "string_pattern_mismatch": (
+        "格式不正确（应符合 {pattern}）",
+        "bad format (must match {pattern})",
+    ),
     "string_unicode": ("含有无效字符", "contains invalid characters"),
     "bool_type": ("应为 true 或 false", "must be true or false"),
     "int_type": ("应为整数", "must be an integer"),
     "int_parsing": ("应为整数", "must be an integer"),
     "decimal_type": ("应为数值", "must be a number"),
     "decimal_parsing": ("应为数值", "must be a number"),
-    "decimal_max_digits": ("数值位数过多（最多 {max_digits} 位）", "too many digits (at most {max_digits})"),
-    "decimal_max_places": ("最多 {decimal_places} 位小数", "at most {decimal_places} decimal places"),
+    "decimal_max_digits": (
+        "数值位数过多（最多 {max_digits} 位）",
+        "too many digits (at most {max_digits})",
+    ),
+    "decimal_max_places": (
+        "最多 {decimal_places} 位小数",
+        "at most {decimal_places} decimal places",
+    ),
     "decimal_whole_digits": ("整数部分位数过多", "too many digits before the decimal point"),
     "finite_number": ("应为有限数值", "must be a finite number"),
     "greater_than_equal": ("不得小于 {ge}", "must be at least {ge}"),
@@ -73,7 +85,10 @@ RULES: dict[str, tuple[str, str]] = {
         "应为带时区的时间，如 2025-09-30T10:15:00+08:00",
         "must be a time with offset, e.g. 2025-09-30T10:15:00+08:00",
     ),
-    "timezone_aware": ("时间必须带时区（如 +08:00）", "the time must carry an offset (e.g. +08:00)"),
+    "timezone_aware": (
+        "时间必须带时区（如 +08:00）",
+        "the time must carry an offset (e.g. +08:00)",
+    ),
     "time_in_future": (
         "信息形成时间 {time} 晚于当前时间 {now}",
         "formed time {time} lies in the future (hub clock {now})",
@@ -142,7 +157,9 @@ def field_path(loc: Sequence[str | int]) -> str:
     return path or "$"
 
 
-def explain(field: str, rule: str, context: Mapping[str, Any] | None = None, fallback: str = "") -> FieldError:
+def explain(
+    field: str, rule: str, context: Mapping[str, Any] | None = None, fallback: str = ""
+) -> FieldError:
     """Build the error a publisher reads for one broken rule."""
     context = dict(context or {})
     zh, en = RULES.get(rule, ("不符合规则 {rule}：{fallback}", "{fallback}"))

@@ -48,7 +48,10 @@ class Statistics(Model):
         default=(), validate_default=True, max_length=1000, description="指标（统计数据必填）"
     )
     requested_items: tuple[Title, ...] = Field(
-        default=(), validate_default=True, max_length=200, description="需要提供的数据项（数据需求必填）"
+        default=(),
+        validate_default=True,
+        max_length=200,
+        description="需要提供的数据项（数据需求必填）",
     )
     due_on: date | None = Field(
         default=None, validate_default=True, description="报送期限（数据需求必填）"
@@ -66,7 +69,7 @@ class Statistics(Model):
         cls, value: tuple[Indicator, ...], info: ValidationInfo
     ) -> tuple[Indicator, ...]:
         if info.data.get("kind") is StatisticsKind.DATASET:
-            return required_when(value, reason="kind is 'dataset'", reason_zh="种类为统计数据")  # type: ignore[no-any-return]
+            return required_when(value, reason="kind is 'dataset'", reason_zh="种类为统计数据")
         return value
 
     @field_validator("requested_items", "due_on")
