@@ -28,16 +28,17 @@ from schemas.statistics import Statistics
 from schemas.wire import Wire
 
 __all__ = [
-    "Accepted",
     "CATEGORIES",
+    "EVENT_ADAPTER",
+    "EVENT_TYPES",
+    "REPLY_ADAPTER",
+    "Accepted",
     "Category",
     "Complainant",
     "ComplaintOutcome",
     "ComplaintOutcomeEvent",
     "DiscretionStandard",
     "DiscretionStandardEvent",
-    "EVENT_ADAPTER",
-    "EVENT_TYPES",
     "EnvelopeBase",
     "Event",
     "FieldError",
@@ -50,7 +51,6 @@ __all__ = [
     "OtherEvent",
     "Permit",
     "PermitEvent",
-    "REPLY_ADAPTER",
     "Receipt",
     "Rejected",
     "Statistics",
