@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import nats
+import nats.errors
 import typer
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
@@ -28,6 +28,7 @@ from hub.samples import PAYLOADS, sample_event
 from hub.service import running_hub, serve
 from schemas.envelope import CATEGORIES, DELIVERED, EVENT_ADAPTER, Event, summary_zh
 from schemas.wire import HEADER_PUBLISHED_AT, HEADER_REDACTED
+from subscribers.connection import connect
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery, Recipient
 
@@ -42,6 +43,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(quarantine_app, name="quarantine")
 
 T = TypeVar("T")
+CLI_ATTEMPTS = 5  # one-shot commands give up on an unreachable server after this many tries
 OrgOption = Annotated[str, typer.Option("--as", help="以哪个单位的身份（登记簿中的 id）")]
 
 
@@ -54,6 +56,7 @@ def _settings(ctx: typer.Context) -> HubSettings:
 def main(ctx: typer.Context) -> None:
     """Read the HUB_* settings once for every command."""
     ctx.obj = HubSettings()
+    log.configure("ERROR", stream=sys.stderr)  # one-shot commands: the printed result is enough
 
 
 def _run(work: Callable[[asyncio.Event], Awaitable[T]]) -> T:
@@ -70,6 +73,9 @@ def _run(work: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         return asyncio.run(runner())
     except HubError as exc:
         typer.echo(f"错误：{exc}", err=True)
+        raise typer.Exit(2) from exc
+    except (nats.errors.Error, OSError) as exc:
+        typer.echo(f"错误：NATS 不可用（{type(exc).__name__}: {exc}）", err=True)
         raise typer.Exit(2) from exc
 
 
@@ -172,7 +178,7 @@ def publish(
     url = _url(settings)
 
     async def work(stop: asyncio.Event) -> int:
-        nc = await nats.connect(url, name=f"hub-publish-{org}")
+        nc = await connect(url, name=f"hub-publish-{org}", attempts=CLI_ATTEMPTS)
         try:
             publisher = Publisher(
                 nc,
@@ -254,7 +260,7 @@ def tail(
     url = _url(settings)
 
     async def work(stop: asyncio.Event) -> None:
-        nc = await nats.connect(url, name=f"hub-tail-{org}")
+        nc = await connect(url, name=f"hub-tail-{org}", attempts=CLI_ATTEMPTS)
         seen = 0
 
         def show(event: Event, published: str | None, redacted: bool) -> None:
@@ -374,10 +380,13 @@ def quarantine_list(
     url = _url(settings)
 
     async def work(stop: asyncio.Event) -> None:
-        nc = await nats.connect(url)
+        nc = await connect(url, name="hub-quarantine", attempts=CLI_ATTEMPTS)
         try:
             js = nc.jetstream()
             info = await js.stream_info(settings.wire.quarantine_stream)
+            if not info.state.messages:
+                typer.echo("隔离区为空（no rejected messages）")
+                return
             last = info.state.last_seq
             first = max(info.state.first_seq, last - limit + 1)
             for seq in range(first, last + 1):

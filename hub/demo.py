@@ -13,7 +13,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import nats
 from nats.aio.client import Client
 
 from hub.config import HubSettings
@@ -21,6 +20,7 @@ from hub.errors import EventRejected, HubUnavailable
 from hub.registry import OrgKind, Registry
 from hub.samples import RENQIU_PUBLISHERS, SHANGHAI, sample_event
 from schemas.envelope import CATEGORIES, DELIVERED, EVENT_ADAPTER, Event, summary_zh
+from subscribers.connection import connect
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery, Recipient
 
@@ -47,7 +47,7 @@ class DemoCounty:
 
     async def run(self, stop: asyncio.Event, *, interval_s: float = 3.0, rounds: int = 0) -> None:
         """Publish one event every ``interval_s`` until ``stop`` (or ``rounds`` events, if > 0)."""
-        nc = await nats.connect(self.settings.nats_url or "", name="hub-demo")
+        nc = await connect(self.settings.nats_url or "", name="hub-demo")
         try:
             members = [o for o in self.registry.members(self.county) if o.kind != OrgKind.OFFICE]
             county_name = self.registry.county(self.county).name
