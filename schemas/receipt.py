@@ -1,4 +1,4 @@
-"""The receipt a recipient emits for every delivery it finished: acknowledged or dead-lettered."""
+"""The receipt a recipient emits for every attempt: acknowledged, failed or dead-lettered."""
 
 from __future__ import annotations
 
@@ -8,23 +8,25 @@ from pydantic import AwareDatetime, Field
 
 from schemas.common import EventId, Model, OrgId
 
-ReceiptStatus = Literal["acknowledged", "dead_lettered"]
+ReceiptStatus = Literal["acknowledged", "failed", "dead_lettered"]
 
 
 class Receipt(Model):
-    """Proof that one recipient finished one event (the ledger's source for Art. 16)."""
+    """What one recipient did with one delivery (the ledger's source for Art. 16)."""
 
     event_source: OrgId = Field(description="事件发布单位")
     event_id: EventId = Field(description="事件标识")
     recipient: OrgId = Field(description="接收单位")
     status: ReceiptStatus = Field(
-        description="acknowledged 已签收 / dead_lettered 处理失败转入死信"
+        description=(
+            "acknowledged 已签收 / failed 本次处理失败（将重投） / dead_lettered 处理失败转入死信"
+        )
     )
     delivery_seq: int = Field(ge=1, description="投递流中的序号")
     deliveries: int = Field(ge=1, description="第几次投递时完成")
     received_at: AwareDatetime = Field(description="接收方首次收到本次投递的时间")
     finished_at: AwareDatetime = Field(description="签收或转入死信的时间")
-    reason: str | None = Field(default=None, max_length=2000, description="转入死信的原因")
+    reason: str | None = Field(default=None, max_length=2000, description="处理失败的原因")
     agent: str = Field(max_length=100, description="出具回执的程序，如 subscribers/0.1.0")
 
     @property

@@ -56,6 +56,15 @@ class Wire:
         """Everything addressed to one recipient."""
         return f"{self.root}.deliver.{recipient}.>"
 
+    @property
+    def receipts_any(self) -> str:
+        """Every recipient's receipts."""
+        return f"{self.root}.receipts.*"
+
+    def org_of_receipts(self, subject: str) -> str:
+        """The recipient named by a receipts subject."""
+        return subject[len(self.root) + len(".receipts.") :]
+
     def receipts(self, recipient: str) -> str:
         """Where a recipient's receipts go."""
         return f"{self.root}.receipts.{recipient}"
@@ -92,6 +101,7 @@ class Wire:
         return f"deliver-{recipient}"
 
     fanout_consumer = "hub-fanout"
+    ledger_consumer = "hub-ledger"
     ingest_queue = "hub-ingest"
 
     # message ids (JetStream de-duplication)
@@ -106,6 +116,7 @@ class Wire:
         return f"{event_key}>{recipient}"
 
     @staticmethod
-    def receipt_msg_id(event_key: str, recipient: str, status: str) -> str:
-        """De-duplication id of a receipt."""
-        return f"{event_key}>{recipient}:{status}"
+    def receipt_msg_id(event_key: str, recipient: str, status: str, attempt: int) -> str:
+        """De-duplication id of a receipt (each failed attempt has its own)."""
+        suffix = f":{attempt}" if status == "failed" else ""
+        return f"{event_key}>{recipient}:{status}{suffix}"

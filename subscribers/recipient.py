@@ -7,10 +7,11 @@
     await recipient.run(handle, stop)        # handle(event, delivery) -> None
 
 Each event reaches the handler in publication order. When the handler returns, the SDK publishes a
-receipt (``acknowledged``) and then acknowledges the delivery; when it raises, the delivery comes
-back after a growing delay, and after the consumer's last attempt the SDK publishes a
-``dead_lettered`` receipt with the reason. An event whose handler already succeeded in this process
-is not handed over again (redeliveries after a crash between receipt and ack are absorbed).
+receipt (``acknowledged``) and then acknowledges the delivery; when it raises, the SDK publishes a
+``failed`` receipt with the reason and the delivery comes back after a growing delay; after the
+consumer's last attempt the receipt is ``dead_lettered``. An event whose handler already succeeded
+in this process is not handed over again (redeliveries after a crash between receipt and ack are
+absorbed).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class _Seen:
 @dataclass
 class _Outcome:
     msg: Msg
-    receipt: Receipt | None  # None: retry later (nak)
+    receipt: Receipt
     future: asyncio.Future[PubAck] | None = None
 
 
@@ -115,16 +116,15 @@ class Recipient:
         """Run the handler over a batch in order, then send receipts and settle each delivery."""
         outcomes = [await self._handle(msg, handler) for msg in msgs]
         for outcome in outcomes:
-            if outcome.receipt is not None:
-                outcome.future = await self.js.publish_async(
-                    self.wire.receipts(self.org),
-                    outcome.receipt.model_dump_json().encode(),
-                    headers={
-                        HEADER_MSG_ID: self.wire.receipt_msg_id(
-                            outcome.receipt.event_key, self.org, outcome.receipt.status
-                        )
-                    },
-                )
+            receipt = outcome.receipt
+            msg_id = self.wire.receipt_msg_id(
+                receipt.event_key, self.org, receipt.status, receipt.deliveries
+            )
+            outcome.future = await self.js.publish_async(
+                self.wire.receipts(self.org),
+                receipt.model_dump_json().encode(),
+                headers={HEADER_MSG_ID: msg_id},
+            )
         for outcome in outcomes:
             await self._settle(outcome)
 
@@ -156,11 +156,9 @@ class Recipient:
                 "recipient.handler_failed",
                 extra={"org": self.org, "event": event.key, "attempt": attempt, "reason": reason},
             )
-            if self.max_deliver <= 0 or attempt < self.max_deliver:
-                return _Outcome(msg, None)
-            return _Outcome(
-                msg, self._receipt(event.key, msg, "dead_lettered", received_at, reason)
-            )
+            final = 0 < self.max_deliver <= attempt
+            status: ReceiptStatus = "dead_lettered" if final else "failed"
+            return _Outcome(msg, self._receipt(event.key, msg, status, received_at, reason))
         self._seen.add(event.key)
         return _Outcome(msg, self._receipt(event.key, msg, "acknowledged", received_at))
 
@@ -187,24 +185,30 @@ class Recipient:
         )
 
     async def _settle(self, outcome: _Outcome) -> None:
-        msg = outcome.msg
-        if outcome.receipt is None:
+        msg, status = outcome.msg, outcome.receipt.status
+        stored = await self._confirmed(outcome)
+        if status == "failed":
             await msg.nak(delay=self._delay(msg.metadata.num_delivered))
-            return
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await outcome.future  # type: ignore[misc]
-        except (TimeoutError, nats.errors.Error) as exc:
+        elif not stored:
             # no receipt, no ack: the delivery comes back and the receipt is sent again
-            log.warning(
-                "recipient.receipt_unconfirmed", extra={"org": self.org, "error": repr(exc)}
-            )
             await msg.nak(delay=self._delay(1))
-            return
-        if outcome.receipt.status == "acknowledged":
+        elif status == "acknowledged":
             await msg.ack()
         else:
             await msg.term()
+
+    async def _confirmed(self, outcome: _Outcome) -> bool:
+        if outcome.future is None:
+            return False
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await outcome.future
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning(
+                "recipient.receipt_unconfirmed", extra={"org": self.org, "error": repr(exc)}
+            )
+            return False
+        return True
 
     def _delay(self, attempt: int) -> float:
         return self.backoff_s[min(attempt, len(self.backoff_s)) - 1]
