@@ -16,16 +16,30 @@ import nats.errors
 import typer
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from hub import log
 from hub.config import HubSettings
 from hub.demo import DemoCounty, clock_zh
 from hub.envelope import load_quarantine, peek
 from hub.errors import EventRejected, HubError, HubUnavailable
+from hub.ledger import STATE_ZH, Ledger
 from hub.natsd import NatsServer
+from hub.projection import rebuild
 from hub.registry import KIND_ZH, Registry, load_registry
+from hub.report_output import Format, rate_zh, render_daily, render_org
+from hub.reports import daily_report, org_report
 from hub.samples import PAYLOADS, sample_event
 from hub.service import running_hub, serve
+from hub.timeliness import shanghai_day
 from schemas.envelope import CATEGORIES, DELIVERED, EVENT_ADAPTER, Event, summary_zh
 from schemas.wire import HEADER_PUBLISHED_AT, HEADER_REDACTED
 from subscribers.connection import connect
@@ -38,6 +52,12 @@ app = typer.Typer(
 schemas_app = typer.Typer(help="事件模式 (event schemas)", no_args_is_help=True)
 registry_app = typer.Typer(help="组织登记簿 (organisation registry)", no_args_is_help=True)
 quarantine_app = typer.Typer(help="隔离区 (rejected messages)", no_args_is_help=True)
+report_app = typer.Typer(
+    help="报表 (Art. 16 daily report, Art. 23 scorecard)", no_args_is_help=True
+)
+ledger_app = typer.Typer(help="台账 (delivery ledger)", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+app.add_typer(ledger_app, name="ledger")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(registry_app, name="registry")
 app.add_typer(quarantine_app, name="quarantine")
@@ -128,7 +148,7 @@ def up(
             running = settings.model_copy(update={"nats_url": server.url})
             running.url_file.write_text(server.url, encoding="utf-8")
             try:
-                async with running_hub(running, registry):
+                async with running_hub(running, registry) as hub:
                     typer.echo(
                         f"枢纽已启动：{server.url}（数据目录 {settings.data_dir}，日志 hub.log）"
                     )
@@ -140,12 +160,23 @@ def up(
                         await DemoCounty(running, registry, typer.echo, county=county).run(
                             stop, interval_s=interval, rounds=rounds
                         )
+                        typer.echo(await _today_in_the_ledger(hub.ledger, registry))
                     else:
                         await stop.wait()
             finally:
                 running.url_file.unlink(missing_ok=True)
 
     _run(work)
+
+
+async def _today_in_the_ledger(ledger: Ledger, registry: Registry) -> str:
+    now = datetime.now(UTC)
+    total = (await daily_report(ledger, registry, shanghai_day(now), now=now)).total
+    return (
+        f"今日台账：应送达 {total.deliveries}，已签收 {total.acknowledged}，"
+        f"按时 {total.on_time}（{rate_zh(total.on_time_rate)}），未签收 {total.pending}；"
+        f"详见 hub report daily --date {shanghai_day(now).isoformat()}"
+    )
 
 
 @app.command("serve")
@@ -399,5 +430,114 @@ def quarantine_list(
                     typer.echo(f"    {error['field']}: {error['message_zh']}")
         finally:
             await nc.close()
+
+    _run(work)
+
+
+# -- ledger and reports --------------------------------------------------------------------------
+
+FormatOption = Annotated[Format, typer.Option("--format", help="输出格式：table、csv 或 json")]
+AtOption = Annotated[
+    datetime | None,
+    typer.Option("--at", help="按此时刻评判未签收事项（默认当前时间，须带时区）"),
+]
+
+
+def _moment(at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    if at.tzinfo is None:
+        typer.echo("错误：--at 须带时区，如 2025-10-01T08:00:00+08:00", err=True)
+        raise typer.Exit(2)
+    return at
+
+
+@report_app.command("daily")
+def report_daily(
+    ctx: typer.Context,
+    day: Annotated[datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="日期（上海时间）")],
+    county: Annotated[str | None, typer.Option(help="只统计某县（县 id）")] = None,
+    fmt: FormatOption = Format.TABLE,
+    at: AtOption = None,
+) -> None:
+    """Art. 16: per recipient and per publisher, per category, for one day."""
+    settings = _settings(ctx)
+    registry = _registry(settings)
+    now = _moment(at)
+
+    async def work(stop: asyncio.Event) -> str:
+        async with Ledger.open(settings.ledger_database) as ledger:
+            report = await daily_report(ledger, registry, day.date(), now=now, county=county)
+        return render_daily(report, fmt)
+
+    typer.echo(_run(work))
+
+
+@report_app.command("org")
+def report_org(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(help="单位标识（登记簿中的 id）")],
+    day_from: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="起始日期")],
+    day_to: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="截止日期")],
+    fmt: FormatOption = Format.TABLE,
+    at: AtOption = None,
+) -> None:
+    """Art. 23: one organisation as publisher and as recipient, with its late and open items."""
+    settings = _settings(ctx)
+    registry = _registry(settings)
+    if org not in registry:
+        typer.echo(f"错误：{org} 不在组织登记簿中", err=True)
+        raise typer.Exit(2)
+    now = _moment(at)
+
+    async def work(stop: asyncio.Event) -> str:
+        async with Ledger.open(settings.ledger_database) as ledger:
+            report = await org_report(
+                ledger, registry, org, day_from.date(), day_to.date(), now=now
+            )
+        return render_org(report, fmt)
+
+    typer.echo(_run(work))
+
+
+@ledger_app.command("rebuild")
+def ledger_rebuild(
+    ctx: typer.Context,
+    into: Annotated[
+        str | None, typer.Option(help="重建到另一个数据库（URL），缺省为当前台账")
+    ] = None,
+) -> None:
+    """Empty the ledger and rebuild it from the events and receipts streams."""
+    settings = _settings(ctx)
+    url = _url(settings)
+    target = into or settings.ledger_database
+
+    async def work(stop: asyncio.Event) -> dict[str, int]:
+        nc = await connect(url, name="hub-ledger-rebuild", attempts=CLI_ATTEMPTS)
+        try:
+            async with Ledger.open(target) as ledger:
+                with Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=Console(stderr=True),
+                ) as bar:
+                    tasks: dict[str, TaskID] = {}
+
+                    def show(stream: str, done: int, total: int) -> None:
+                        if stream not in tasks:
+                            tasks[stream] = bar.add_task(stream, total=total)
+                        bar.update(tasks[stream], completed=done, total=total)
+
+                    read = await rebuild(nc.jetstream(), settings.wire, ledger, progress=show)
+                counts = await ledger.counts()
+        finally:
+            await nc.close()
+        typer.echo(f"台账已重建：{target}")
+        for stream, n in read.items():
+            typer.echo(f"  {stream}: 读取 {n} 条")
+        typer.echo("  " + "，".join(f"{STATE_ZH[s]} {counts.get(s, 0)}" for s in STATE_ZH))
+        return read
 
     _run(work)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.wire import Wire
@@ -21,6 +21,10 @@ class HubSettings(BaseSettings):
     )
     data_dir: Path = Field(default=Path("var"), description="embedded NATS store and state files")
     registry: Path | None = Field(default=None, description="registry TOML; empty: shipped demo")
+    ledger_url: SecretStr | None = Field(
+        default=None,
+        description="ledger database (sqlite:///… or postgresql://…); empty: SQLite in data_dir",
+    )
     subject_root: str = Field(default="hub", pattern=r"^[a-z][a-z0-9-]{0,30}$")
     replicas: int = Field(default=1, ge=1, le=5, description="JetStream replicas of hub streams")
 
@@ -54,6 +58,13 @@ class HubSettings(BaseSettings):
     def wire(self) -> Wire:
         """Subject and stream names under this hub's root."""
         return Wire(self.subject_root)
+
+    @property
+    def ledger_database(self) -> str:
+        """The ledger's database URL."""
+        if self.ledger_url is not None:
+            return self.ledger_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'ledger.sqlite3'}"
 
     @property
     def url_file(self) -> Path:

@@ -1,11 +1,11 @@
-"""The hub process: the ingest handler (FastStream request/reply) and the fan-out."""
+"""The hub process: ingest (FastStream request/reply), fan-out and the ledger projection."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from faststream.nats import NatsBroker, NatsMessage
@@ -16,6 +16,8 @@ from hub.delivery import FanOut
 from hub.envelope import dump_reply
 from hub.errors import ConfigError
 from hub.ingest import Clock, Ingest, utc_now
+from hub.ledger import Ledger
+from hub.projection import Projector, ReceiptTime, stored_at
 from hub.registry import Registry
 from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
 
@@ -63,16 +65,28 @@ class Hub:
     registry: Registry
     broker: NatsBroker
     js: JetStreamContext
+    ledger: Ledger
 
 
 @asynccontextmanager
 async def running_hub(
-    settings: HubSettings, registry: Registry, *, clock: Clock = utc_now
+    settings: HubSettings,
+    registry: Registry,
+    *,
+    clock: Clock = utc_now,
+    ledger: Ledger | None = None,
+    receipt_time: ReceiptTime = stored_at,
 ) -> AsyncIterator[Hub]:
-    """Run the hub until the ``async with`` body ends; shut down in reverse start-up order."""
-    broker = new_broker(settings)
-    await broker.connect()
-    try:
+    """Run the hub until the ``async with`` body ends; shut down in reverse start-up order.
+
+    ``ledger`` is opened from the settings unless one is given (tests pass their own).
+    """
+    async with AsyncExitStack() as stack:
+        if ledger is None:
+            ledger = await stack.enter_async_context(Ledger.open(settings.ledger_database))
+        broker = new_broker(settings)
+        await broker.connect()
+        stack.push_async_callback(_stop_broker, broker)
         js = broker.connection.jetstream(timeout=settings.request_timeout_s)
         await ensure_streams(js, settings)
         await ensure_consumers(js, settings, (o.id for o in registry.organisations))
@@ -82,14 +96,17 @@ async def running_hub(
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(FanOut(js, settings).run(stop))
+            tasks.create_task(Projector(js, settings, ledger, receipt_time=receipt_time).run(stop))
             log.info("hub.ready", extra={"url": settings.nats_url, "orgs": len(registry)})
             try:
-                yield Hub(settings, registry, broker, js)
+                yield Hub(settings, registry, broker, js, ledger)
             finally:
-                stop.set()  # the fan-out finishes its batch; the task group waits for it
-    finally:
-        await broker.stop()  # drains: in-flight ingest replies are sent
-        log.info("hub.stopped")
+                stop.set()  # fan-out and ledger finish their batch; the task group waits
+
+
+async def _stop_broker(broker: NatsBroker) -> None:
+    await broker.stop()  # drains: in-flight ingest replies are sent
+    log.info("hub.stopped")
 
 
 async def serve(settings: HubSettings, registry: Registry, stop: asyncio.Event) -> None:

@@ -111,12 +111,30 @@ async def ensure_streams(js: JetStreamContext, settings: HubSettings) -> None:
             await js.update_stream(config)
 
 
+def ledger_consumer_config(settings: HubSettings) -> ConsumerConfig:
+    """The ledger's consumer of a stream (events or receipts)."""
+    w = settings.wire
+    return ConsumerConfig(
+        name=w.ledger_consumer,
+        durable_name=w.ledger_consumer,
+        description="枢纽台账",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait_s,
+        max_deliver=-1,  # the ledger must see every record; it retries until the write commits
+        max_ack_pending=settings.max_ack_pending * 4,
+        num_replicas=settings.replicas,
+    )
+
+
 async def ensure_consumers(
     js: JetStreamContext, settings: HubSettings, recipients: Iterable[str]
 ) -> None:
-    """Create (or update) the fan-out consumer and one durable consumer per recipient."""
+    """Create (or update) the hub's consumers and one durable consumer per recipient."""
     w = settings.wire
     await js.add_consumer(w.events_stream, fanout_consumer_config(settings))
+    await js.add_consumer(w.events_stream, ledger_consumer_config(settings))
+    await js.add_consumer(w.receipts_stream, ledger_consumer_config(settings))
     for recipient in recipients:
         await js.add_consumer(w.deliveries_stream, delivery_consumer_config(settings, w, recipient))
 

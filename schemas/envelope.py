@@ -165,6 +165,7 @@ class Category:
     number: int
     name: str
     label: str
+    short: str
     event: type[EnvelopeBase]
 
     @property
@@ -176,13 +177,19 @@ class Category:
 CATEGORIES: dict[str, Category] = {
     c.name: c
     for c in (
-        Category(1, "law_change", law_change.LABEL, LawChangeEvent),
-        Category(2, "permit", permit.LABEL, PermitEvent),
-        Category(3, "statistics", statistics.LABEL, StatisticsEvent),
-        Category(4, "discretion_standard", discretion_standard.LABEL, DiscretionStandardEvent),
-        Category(5, "inspection_record", inspection_record.LABEL, InspectionRecordEvent),
-        Category(6, "complaint_outcome", complaint_outcome.LABEL, ComplaintOutcomeEvent),
-        Category(7, "other", other.LABEL, OtherEvent),
+        Category(1, "law_change", law_change.LABEL, "法规调整", LawChangeEvent),
+        Category(2, "permit", permit.LABEL, "许可监管", PermitEvent),
+        Category(3, "statistics", statistics.LABEL, "统计数据", StatisticsEvent),
+        Category(
+            4, "discretion_standard", discretion_standard.LABEL, "裁量标准", DiscretionStandardEvent
+        ),
+        Category(
+            5, "inspection_record", inspection_record.LABEL, "检查记录", InspectionRecordEvent
+        ),
+        Category(
+            6, "complaint_outcome", complaint_outcome.LABEL, "投诉举报", ComplaintOutcomeEvent
+        ),
+        Category(7, "other", other.LABEL, "其他信息", OtherEvent),
     )
 }
 EVENT_TYPES: tuple[str, ...] = tuple(c.type for c in CATEGORIES.values())

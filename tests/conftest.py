@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import nats
 import pytest
 from nats.aio.client import Client
 
 from hub.config import HubSettings
+from hub.ledger import Ledger
 from hub.natsd import NatsServer
 from hub.registry import Registry, load_registry
 from hub.service import Hub, running_hub
@@ -34,10 +39,11 @@ def registry() -> Registry:
 
 
 @pytest.fixture
-def settings(nats_server: NatsServer) -> HubSettings:
+def settings(nats_server: NatsServer, tmp_path: Path) -> HubSettings:
     """Settings with a subject root (and so streams) of this test's own, and fast redelivery."""
     return HubSettings(
         nats_url=nats_server.url,
+        data_dir=tmp_path,
         subject_root=f"t{uuid.uuid4().hex[:12]}",
         ack_wait_s=2.0,
         max_deliver=3,
@@ -47,14 +53,23 @@ def settings(nats_server: NatsServer) -> HubSettings:
     )
 
 
-@pytest.fixture
-async def hub(settings: HubSettings, registry: Registry) -> AsyncIterator[Hub]:
-    """The hub, running in this event loop against the session's server."""
+@asynccontextmanager
+async def hub_running(
+    settings: HubSettings, registry: Registry, **options: Any
+) -> AsyncIterator[Hub]:
+    """The hub in this event loop; its streams are deleted afterwards."""
     try:
-        async with running_hub(settings, registry) as running:
+        async with running_hub(settings, registry, **options) as running:
             yield running
     finally:
         await _delete_streams(settings)
+
+
+@pytest.fixture
+async def hub(settings: HubSettings, registry: Registry) -> AsyncIterator[Hub]:
+    """The hub, running in this event loop against the session's server (SQLite ledger)."""
+    async with hub_running(settings, registry) as running:
+        yield running
 
 
 async def _delete_streams(settings: HubSettings) -> None:
@@ -81,3 +96,36 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
         yield client
     finally:
         await client.close()
+
+
+POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ("sqlite", "postgresql")
+
+
+@asynccontextmanager
+async def open_ledger(backend: str, tmp_path: Path, name: str = "ledger") -> AsyncIterator[Ledger]:
+    """A fresh ledger: a SQLite file, or a PostgreSQL schema of its own (dropped afterwards).
+
+    PostgreSQL is not optional: CI runs these tests against the machine's server, and an
+    unreachable server fails them (set HUB_TEST_POSTGRES_URL to point elsewhere).
+    """
+    if backend == "sqlite":
+        async with Ledger.open(f"sqlite:///{tmp_path / f'{name}.sqlite3'}") as ledger:
+            yield ledger
+        return
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        async with Ledger.open(POSTGRES_URL, schema=schema) as ledger:
+            yield ledger
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ledger]:
+    """An empty ledger on each backend in turn."""
+    async with open_ledger(request.param, tmp_path) as opened:
+        yield opened

@@ -10,11 +10,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
 
 from hub.config import HubSettings
 from hub.samples import sample_event
 from hub.service import Hub
+from hub.timeliness import shanghai_day
 from schemas.envelope import EVENT_TYPES
+from subscribers.publisher import Publisher
+from tests.helpers import eventually, receiving
 
 pytestmark = pytest.mark.connected
 
@@ -28,6 +32,7 @@ async def run_hub(
         **os.environ,
         "HUB_NATS_URL": settings.nats_url or "",
         "HUB_SUBJECT_ROOT": settings.subject_root,
+        "HUB_DATA_DIR": str(settings.data_dir),
         **env,
     }
     process = await asyncio.create_subprocess_exec(
@@ -156,3 +161,70 @@ async def test_up_runs_the_demo_county_on_an_embedded_server(
     assert "投诉人信息仅送 任丘市市场监督管理局" in out
     assert "拒收" in out and "演示结束：发布 8 条，受理 6 条，拒收 2 条" in out
     assert not (tmp_path / "nats.url").exists()  # removed when the demo ended
+
+
+async def test_reports_and_rebuild_from_the_command_line(
+    hub: Hub, nc: Client, tmp_path: Path
+) -> None:
+    event = sample_event("permit", "renqiu-scjg", datetime.now(UTC), recipients=("renqiu-chuan",))
+    accepted = await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(event)
+    async with receiving(nc, hub.settings, ["renqiu-chuan"]):
+        await eventually(lambda: _acknowledged(hub))
+    day = shanghai_day(datetime.now(UTC)).isoformat()
+
+    code, out, err = await run_hub(
+        hub.settings, "report", "daily", "--date", day, "--format", "csv"
+    )
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.startswith("视角,单位,单位标识,类别,事件数,应送达,已签收,按时,迟延,未签收")
+    assert any(
+        r.startswith("接收,任丘市出岸镇人民政府,renqiu-chuan,许可监管,1,1,1,1,0,0") for r in rows
+    )
+
+    code, out, err = await run_hub(hub.settings, "report", "daily", "--date", day)
+    assert code == 0 and "第十六条当日共享情况日报" in out and "任丘市市场监督管理局" in out
+
+    code, out, err = await run_hub(
+        hub.settings, "report", "org", "renqiu-scjg", "--from", day, "--to", day, "--format", "json"
+    )
+    card = json.loads(out)
+    assert (card["org_name"], card["events_published"], card["items"]) == (
+        "任丘市市场监督管理局",
+        1,
+        [],
+    )
+
+    copy = tmp_path / "rebuilt.sqlite3"
+    code, out, err = await run_hub(hub.settings, "ledger", "rebuild", "--into", f"sqlite:///{copy}")
+    assert code == 0, err
+    assert f"{hub.settings.wire.events_stream}: 读取 1 条" in out and "已签收 1" in out
+    at = datetime.now(UTC).isoformat()
+    report = (
+        "report",
+        "org",
+        "renqiu-chuan",
+        "--from",
+        day,
+        "--to",
+        day,
+        "--at",
+        at,
+        "--format",
+        "csv",
+    )
+    _, original, _ = await run_hub(hub.settings, *report)
+    _, rebuilt, _ = await run_hub(hub.settings, *report, HUB_LEDGER_URL=f"sqlite:///{copy}")
+    assert rebuilt == original and "许可监管,1,1,1,1" in rebuilt
+    assert accepted.recipients == ("renqiu-chuan",)
+
+
+async def _acknowledged(hub: Hub) -> bool:
+    return (await hub.ledger.counts()).get("acknowledged") == 1
+
+
+async def test_report_for_an_unknown_organisation_exits_2(settings: HubSettings) -> None:
+    code, _, err = await run_hub(
+        settings, "report", "org", "renqiu-nowhere", "--from", "2025-09-01", "--to", "2025-09-30"
+    )
+    assert code == 2 and "不在组织登记簿中" in err

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from hub.config import HubSettings
+from hub.ledger import engine_url
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -32,6 +33,17 @@ def test_compose_runs_nats_with_the_shipped_config_and_the_hub_against_it() -> N
     assert services["hub"]["environment"]["HUB_NATS_URL"] == "nats://nats:4222"
 
 
+def test_compose_gives_the_hub_a_postgresql_ledger_it_can_use() -> None:
+    services = compose()["services"]
+    url = services["hub"]["environment"]["HUB_LEDGER_URL"]
+    assert url.startswith("postgresql://hub:") and url.endswith("@postgres:5432/hub")
+    assert services["postgres"]["environment"]["POSTGRES_DB"] == "hub"
+    assert engine_url(url.replace("${HUB_DB_PASSWORD:?set HUB_DB_PASSWORD}", "secret")).startswith(
+        "postgresql+asyncpg://hub:secret@postgres:5432/hub"
+    )
+    assert set(services["hub"]["depends_on"]) == {"nats", "postgres"}
+
+
 def test_the_nats_config_is_valid_for_the_shipped_nats_server_and_fsyncs_always() -> None:
     config = ROOT / "deploy" / "nats.conf"
     checked = subprocess.run(
@@ -49,8 +61,8 @@ def test_the_hub_command_the_compose_file_runs_exists() -> None:
 
 def test_compose_environment_names_real_settings() -> None:
     names = {f"HUB_{name.upper()}" for name in HubSettings.model_fields}
-    for service in compose()["services"].values():
-        assert set(service.get("environment", {})) <= names
+    for service in ("nats", "hub"):
+        assert set(compose()["services"][service].get("environment", {})) <= names
 
 
 def test_the_image_contains_every_package_and_installs_the_project() -> None:

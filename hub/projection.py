@@ -1,0 +1,202 @@
+"""Keeping the ledger in step with the streams, live and from scratch.
+
+The events and receipts streams are the record; the ledger is derived from them. Live, the hub reads
+both through durable consumers and acknowledges a batch only after the ledger committed it. A
+rebuild reads both streams from the first message to the last and writes the same rows.
+
+The time a receipt counts as acknowledged is when the receipts stream stored it (the NATS server's
+clock), not what the recipient's own clock says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from pydantic import ValidationError
+
+from hub.config import HubSettings
+from hub.ledger import EventRecord, Ledger, ReceiptRecord
+from schemas.envelope import DELIVERED, EVENT_ADAPTER, summary_zh
+from schemas.receipt import Receipt
+from schemas.wire import HEADER_MSG_ID, HEADER_PUBLISHED_AT, HEADER_RECIPIENTS, Wire
+from subscribers.consume import pull_batches
+
+log = logging.getLogger(__name__)
+
+ReceiptTime = Callable[[Receipt, datetime], datetime]
+"""When a receipt counts as acknowledged, given the receipt and the store's timestamp."""
+Apply = Callable[[list[Msg]], Awaitable[None]]
+T = TypeVar("T")
+Progress = Callable[[str, int, int], None]
+"""Rebuild progress: stream name, messages read, messages in the stream."""
+
+
+def stored_at(receipt: Receipt, stored: datetime) -> datetime:
+    """The default receipt time: when the hub's store received it."""
+    return stored
+
+
+class ForeignRecord(ValueError):
+    """A message the ledger cannot take: not written by the hub, or a receipt for someone else."""
+
+
+def event_record(msg: Msg) -> EventRecord:
+    """The ledger's view of one message of the events stream."""
+    headers = msg.headers or {}
+    try:
+        key, recipients = headers[HEADER_MSG_ID], headers[HEADER_RECIPIENTS]
+        published_at = datetime.fromisoformat(headers[HEADER_PUBLISHED_AT])
+        event = EVENT_ADAPTER.validate_json(msg.data, context=DELIVERED)
+    except (KeyError, ValueError, ValidationError) as exc:
+        raise ForeignRecord(f"events seq {msg.metadata.sequence.stream}: {exc}") from exc
+    return EventRecord(
+        key=key,
+        source=event.source,
+        event_id=event.id,
+        category=event.category,
+        type=event.type,
+        formed_at=event.time,
+        published_at=published_at,
+        events_seq=msg.metadata.sequence.stream,
+        recipients=tuple(r for r in recipients.split(",") if r),
+        summary=summary_zh(event),
+    )
+
+
+def receipt_record(msg: Msg, wire: Wire, receipt_time: ReceiptTime = stored_at) -> ReceiptRecord:
+    """The ledger's view of one receipt; only an organisation's own receipts count."""
+    seq = msg.metadata.sequence.stream
+    try:
+        receipt = Receipt.model_validate_json(msg.data)
+    except ValidationError as exc:
+        raise ForeignRecord(f"receipts seq {seq}: {exc.error_count()} error(s)") from exc
+    sender = wire.org_of_receipts(msg.subject)
+    if receipt.recipient != sender:
+        raise ForeignRecord(f"receipts seq {seq}: {sender} sent a receipt for {receipt.recipient}")
+    return ReceiptRecord(receipt, receipt_time(receipt, msg.metadata.timestamp), seq)
+
+
+def _readable(msgs: list[Msg], read: Callable[[Msg], T]) -> list[T]:
+    found = []
+    for msg in msgs:
+        try:
+            found.append(read(msg))
+        except ForeignRecord as exc:
+            log.error("ledger.foreign_record", extra={"why": str(exc)})
+    return found
+
+
+def applier(
+    ledger: Ledger, wire: Wire, stream: str, receipt_time: ReceiptTime = stored_at
+) -> Apply:
+    """How a batch of ``stream``'s messages goes into the ledger."""
+    if stream == wire.events_stream:
+
+        async def apply_events(msgs: list[Msg]) -> None:
+            await ledger.apply(_readable(msgs, event_record), [])
+
+        return apply_events
+
+    async def apply_receipts(msgs: list[Msg]) -> None:
+        read = functools.partial(receipt_record, wire=wire, receipt_time=receipt_time)
+        await ledger.apply([], _readable(msgs, read))
+
+    return apply_receipts
+
+
+class Projector:
+    """Applies new events and receipts to the ledger as they are stored."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        settings: HubSettings,
+        ledger: Ledger,
+        *,
+        receipt_time: ReceiptTime = stored_at,
+    ) -> None:
+        self.js, self.settings, self.ledger = js, settings, ledger
+        self.wire = settings.wire
+        self.receipt_time = receipt_time
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow both streams until ``stop`` is set."""
+        async with asyncio.TaskGroup() as tasks:
+            for stream in (self.wire.events_stream, self.wire.receipts_stream):
+                apply = applier(self.ledger, self.wire, stream, self.receipt_time)
+                tasks.create_task(self._follow(stream, apply, stop))
+
+    async def _follow(self, stream: str, apply: Apply, stop: asyncio.Event) -> None:
+        sub = await self.js.pull_subscribe_bind(durable=self.wire.ledger_consumer, stream=stream)
+        try:
+            async for msgs in pull_batches(sub, stop, batch=512):
+                await apply(msgs)
+                for msg in msgs:  # only after the ledger committed: redelivery beats loss
+                    await msg.ack()
+        finally:
+            await sub.unsubscribe()
+
+
+async def rebuild(
+    js: JetStreamContext,
+    wire: Wire,
+    ledger: Ledger,
+    *,
+    progress: Progress | None = None,
+    batch: int = 2000,
+) -> dict[str, int]:
+    """Empty the ledger and replay both streams into it; returns messages read per stream.
+
+    Reading goes on until each stream's end at the time it is reached, so events stored while the
+    rebuild runs are not missed; every write is idempotent, so a live projector may run alongside.
+    """
+    await ledger.wipe()
+    read = {}
+    for stream in (wire.events_stream, wire.receipts_stream):
+        read[stream] = await _replay(js, stream, applier(ledger, wire, stream), batch, progress)
+    return read
+
+
+async def _replay(
+    js: JetStreamContext,
+    stream: str,
+    apply: Apply,
+    batch: int,
+    progress: Progress | None,
+) -> int:
+    info = await js.stream_info(stream)
+    total = int(info.state.messages)
+    if total == 0:
+        return 0
+    subjects = info.config.subjects or []
+    sub = await js.subscribe(
+        subjects[0],
+        stream=stream,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    done = 0
+    try:
+        pending: list[Msg] = []
+        while True:
+            msg = await sub.next_msg(timeout=10)
+            pending.append(msg)
+            caught_up = msg.metadata.num_pending == 0
+            if len(pending) >= batch or caught_up:
+                await apply(pending)
+                done += len(pending)
+                pending = []
+                if progress:
+                    progress(stream, done, max(total, done))
+            if caught_up:
+                return done
+    finally:
+        await sub.unsubscribe()
