@@ -34,8 +34,9 @@ from hub.errors import EventRejected, HubError, HubUnavailable
 from hub.ledger import STATE_ZH, Ledger
 from hub.natsd import NatsServer
 from hub.projection import rebuild
+from hub.reconcile import missing_events
 from hub.registry import KIND_ZH, Registry, load_registry
-from hub.report_output import Format, rate_zh, render_daily, render_org
+from hub.report_output import Format, category_zh, rate_zh, render_daily, render_org, time_zh
 from hub.reports import daily_report, org_report
 from hub.samples import PAYLOADS, sample_event
 from hub.service import running_hub, serve
@@ -541,3 +542,32 @@ def ledger_rebuild(
         return read
 
     _run(work)
+
+
+@ledger_app.command("check")
+def ledger_check(ctx: typer.Context) -> None:
+    """Compare the ledger with the events stream; exit 1 naming every accepted event missing."""
+    settings = _settings(ctx)
+    url = _url(settings)
+
+    async def work(stop: asyncio.Event) -> int:
+        nc = await connect(url, name="hub-ledger-check", attempts=CLI_ATTEMPTS)
+        try:
+            async with Ledger.open(settings.ledger_database) as ledger:
+                known = len(await ledger.events())
+                missing = await missing_events(nc.jetstream(), settings.wire, ledger)
+        finally:
+            await nc.close()
+        if not missing:
+            typer.echo(f"台账记录的 {known} 个已受理事件都在事件流中")
+            return 0
+        typer.echo(f"事件流缺失 {len(missing)} 个已受理事件（台账共 {known} 个）：", err=True)
+        for event in missing:
+            typer.echo(
+                f"  序号 {event.events_seq}  {event.event_key}  {category_zh(event.category)}"
+                f"  形成于 {time_zh(event.formed_at)}",
+                err=True,
+            )
+        return 1
+
+    raise typer.Exit(_run(work))

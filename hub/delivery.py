@@ -54,7 +54,11 @@ class FanOut:
         )
         try:
             async for msgs in pull_batches(sub, stop, batch=self.batch):
-                await self.deliver(msgs)
+                try:
+                    await self.deliver(msgs)
+                except nats.errors.Error as exc:
+                    # connection lost mid-batch: unacked events come back after the ack wait
+                    log.warning("fanout.batch_interrupted", extra={"error": repr(exc)})
         finally:
             await sub.unsubscribe()
 

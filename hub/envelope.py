@@ -88,3 +88,8 @@ def load_quarantine(body: bytes) -> dict[str, Any]:
 def too_large(size: int, limit: int) -> EventRejected:
     """The rejection of a message over the size limit."""
     return EventRejected([explain("$", "too_large", {"size": size, "limit": limit})])
+
+
+def load_advisory(body: bytes) -> dict[str, Any]:
+    """A JetStream advisory (JSON object), or ``{}`` when it is not one."""
+    return peek(body)

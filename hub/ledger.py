@@ -153,6 +153,17 @@ class ReceiptRecord:
 
 
 @dataclass(frozen=True)
+class EventRow:
+    """An accepted event as the ledger recorded it."""
+
+    event_key: str
+    events_seq: int
+    source: str
+    category: str
+    formed_at: datetime
+
+
+@dataclass(frozen=True)
 class DeliveryRow:
     """One (event, recipient) pair as the ledger knows it."""
 
@@ -263,6 +274,14 @@ class Ledger:
                 )
             )
             return [tuple(r) for r in events], [tuple(r) for r in pairs]
+
+    async def events(self) -> list[EventRow]:
+        """Every accepted event the ledger knows, in stream order."""
+        t = events_table
+        query = select(t.c.event_key, t.c.events_seq, t.c.source, t.c.category, t.c.formed_at)
+        async with self.engine.connect() as conn:
+            result = await conn.execute(query.order_by(t.c.events_seq))
+            return [EventRow(**row._mapping) for row in result]
 
     async def counts(self) -> dict[str, int]:
         """How many pairs are in each state."""

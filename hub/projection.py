@@ -19,17 +19,20 @@ from typing import TypeVar
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from hub.config import HubSettings
 from hub.ledger import EventRecord, Ledger, ReceiptRecord
+from hub.streams import read_stream
 from schemas.envelope import DELIVERED, EVENT_ADAPTER, summary_zh
 from schemas.receipt import Receipt
 from schemas.wire import HEADER_MSG_ID, HEADER_PUBLISHED_AT, HEADER_RECIPIENTS, Wire
 from subscribers.consume import pull_batches
 
 log = logging.getLogger(__name__)
+
+RETRY_PAUSE_S = 1.0
 
 ReceiptTime = Callable[[Receipt, datetime], datetime]
 """When a receipt counts as acknowledged, given the receipt and the store's timestamp."""
@@ -138,7 +141,13 @@ class Projector:
         sub = await self.js.pull_subscribe_bind(durable=self.wire.ledger_consumer, stream=stream)
         try:
             async for msgs in pull_batches(sub, stop, batch=512):
-                await apply(msgs)
+                try:
+                    await apply(msgs)
+                except (DBAPIError, OSError) as exc:
+                    # the database is away: leave the batch unacked, it comes back
+                    log.warning("ledger.write_failed", extra={"stream": stream, "error": repr(exc)})
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                    continue
                 for msg in msgs:  # only after the ledger committed: redelivery beats loss
                     await msg.ack()
         finally:
@@ -161,42 +170,15 @@ async def rebuild(
     await ledger.wipe()
     read = {}
     for stream in (wire.events_stream, wire.receipts_stream):
-        read[stream] = await _replay(js, stream, applier(ledger, wire, stream), batch, progress)
+        apply, total, done = applier(ledger, wire, stream), await _size(js, stream), 0
+        async for msgs in read_stream(js, stream, batch=batch):
+            await apply(msgs)
+            done += len(msgs)
+            if progress:
+                progress(stream, done, max(total, done))
+        read[stream] = done
     return read
 
 
-async def _replay(
-    js: JetStreamContext,
-    stream: str,
-    apply: Apply,
-    batch: int,
-    progress: Progress | None,
-) -> int:
-    info = await js.stream_info(stream)
-    total = int(info.state.messages)
-    if total == 0:
-        return 0
-    subjects = info.config.subjects or []
-    sub = await js.subscribe(
-        subjects[0],
-        stream=stream,
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.ALL,
-    )
-    done = 0
-    try:
-        pending: list[Msg] = []
-        while True:
-            msg = await sub.next_msg(timeout=10)
-            pending.append(msg)
-            caught_up = msg.metadata.num_pending == 0
-            if len(pending) >= batch or caught_up:
-                await apply(pending)
-                done += len(pending)
-                pending = []
-                if progress:
-                    progress(stream, done, max(total, done))
-            if caught_up:
-                return done
-    finally:
-        await sub.unsubscribe()
+async def _size(js: JetStreamContext, stream: str) -> int:
+    return int((await js.stream_info(stream)).state.messages)

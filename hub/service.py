@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from faststream.nats import NatsBroker, NatsMessage
 from nats.js import JetStreamContext
 
+from hub.advisories import DeadLetters
 from hub.config import HubSettings
 from hub.delivery import FanOut
 from hub.envelope import dump_reply
@@ -18,6 +19,7 @@ from hub.errors import ConfigError
 from hub.ingest import Clock, Ingest, utc_now
 from hub.ledger import Ledger
 from hub.projection import Projector, ReceiptTime, stored_at
+from hub.reconcile import report_missing
 from hub.registry import Registry
 from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
 
@@ -97,6 +99,8 @@ async def running_hub(
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(FanOut(js, settings).run(stop))
             tasks.create_task(Projector(js, settings, ledger, receipt_time=receipt_time).run(stop))
+            tasks.create_task(DeadLetters(js, settings).run(stop))
+            tasks.create_task(report_missing(js, settings.wire, ledger))
             log.info("hub.ready", extra={"url": settings.nats_url, "orgs": len(registry)})
             try:
                 yield Hub(settings, registry, broker, js, ledger)

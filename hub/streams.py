@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
 HEADROOM_BYTES = 64 * 1024  # headers: the recipient list of a large county, ids, times
+READ_TIMEOUT_S = 10.0  # a stream read stalls this long only if the server stops answering
 
 
 def stream_configs(settings: HubSettings) -> list[StreamConfig]:
@@ -42,7 +44,7 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
         return StreamConfig(
             name=name,
             description=description,
-            subjects=[f"{w.root}.{subject}.>"],
+            subjects=[subject],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             discard=DiscardPolicy.NEW,  # full store: refuse new writes, never drop records
@@ -54,15 +56,21 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
         )
 
     return [
-        config(w.events_stream, "events", "已受理的事件，每个一份（共享记录）"),
+        config(w.events_stream, f"{w.root}.events.>", "已受理的事件，每个一份（共享记录）"),
         config(
             w.deliveries_stream,
-            "deliver",
+            f"{w.root}.deliver.>",
             "每个接收单位一份的投递副本",
             max_age=90 * DAY_S,
         ),
-        config(w.receipts_stream, "receipts", "接收单位的签收和死信回执"),
-        config(w.quarantine_stream, "quarantine", "被拒收的消息及原因"),
+        config(w.receipts_stream, f"{w.root}.receipts.>", "接收单位的签收和死信回执"),
+        config(w.quarantine_stream, f"{w.root}.quarantine.>", "被拒收的消息及原因"),
+        config(
+            w.advisories_stream,
+            w.max_deliveries_advisories,
+            "接收单位超过最大投递次数仍未签收的通告",
+            max_age=90 * DAY_S,
+        ),
     ]
 
 
@@ -83,17 +91,16 @@ def delivery_consumer_config(settings: HubSettings, wire: Wire, recipient: str) 
     )
 
 
-def fanout_consumer_config(settings: HubSettings) -> ConsumerConfig:
-    """The hub's own consumer of accepted events, which writes the recipients' copies."""
-    w = settings.wire
+def hub_consumer_config(settings: HubSettings, name: str) -> ConsumerConfig:
+    """One of the hub's own durable consumers; it retries a message until it is processed."""
     return ConsumerConfig(
-        name=w.fanout_consumer,
-        durable_name=w.fanout_consumer,
-        description="枢纽分发",
+        name=name,
+        durable_name=name,
+        description=f"枢纽 {name}",
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=settings.ack_wait_s,
-        max_deliver=-1,  # an accepted event is retried until every copy is stored
+        max_deliver=-1,  # never give up: an accepted event or a receipt must be processed
         max_ack_pending=settings.max_ack_pending * 4,
         num_replicas=settings.replicas,
     )
@@ -111,32 +118,46 @@ async def ensure_streams(js: JetStreamContext, settings: HubSettings) -> None:
             await js.update_stream(config)
 
 
-def ledger_consumer_config(settings: HubSettings) -> ConsumerConfig:
-    """The ledger's consumer of a stream (events or receipts)."""
-    w = settings.wire
-    return ConsumerConfig(
-        name=w.ledger_consumer,
-        durable_name=w.ledger_consumer,
-        description="枢纽台账",
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=settings.ack_wait_s,
-        max_deliver=-1,  # the ledger must see every record; it retries until the write commits
-        max_ack_pending=settings.max_ack_pending * 4,
-        num_replicas=settings.replicas,
-    )
-
-
 async def ensure_consumers(
     js: JetStreamContext, settings: HubSettings, recipients: Iterable[str]
 ) -> None:
     """Create (or update) the hub's consumers and one durable consumer per recipient."""
     w = settings.wire
-    await js.add_consumer(w.events_stream, fanout_consumer_config(settings))
-    await js.add_consumer(w.events_stream, ledger_consumer_config(settings))
-    await js.add_consumer(w.receipts_stream, ledger_consumer_config(settings))
+    await js.add_consumer(w.events_stream, hub_consumer_config(settings, w.fanout_consumer))
+    await js.add_consumer(w.events_stream, hub_consumer_config(settings, w.ledger_consumer))
+    await js.add_consumer(w.receipts_stream, hub_consumer_config(settings, w.ledger_consumer))
+    await js.add_consumer(w.advisories_stream, hub_consumer_config(settings, w.advisories_consumer))
     for recipient in recipients:
         await js.add_consumer(w.deliveries_stream, delivery_consumer_config(settings, w, recipient))
+
+
+async def read_stream(
+    js: JetStreamContext, stream: str, *, batch: int = 2000, headers_only: bool = False
+) -> AsyncIterator[list[Msg]]:
+    """Every message of ``stream`` from the first, in batches, up to its end when reached."""
+    info = await js.stream_info(stream)
+    if not info.state.messages:
+        return
+    sub = await js.subscribe(
+        (info.config.subjects or [">"])[0],
+        stream=stream,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+        headers_only=headers_only,
+    )
+    try:
+        pending: list[Msg] = []
+        while True:
+            msg = await sub.next_msg(timeout=READ_TIMEOUT_S)
+            pending.append(msg)
+            caught_up = msg.metadata.num_pending == 0
+            if len(pending) >= batch or caught_up:
+                yield pending
+                pending = []
+            if caught_up:
+                return
+    finally:
+        await sub.unsubscribe()
 
 
 class JetStreamStore:

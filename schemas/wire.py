@@ -90,6 +90,16 @@ class Wire:
         return f"{self._prefix}_RECEIPTS"
 
     @property
+    def advisories_stream(self) -> str:
+        """JetStream's max-deliveries advisories about the recipients' consumers."""
+        return f"{self._prefix}_ADVISORIES"
+
+    @property
+    def max_deliveries_advisories(self) -> str:
+        """The advisory subject of every recipient consumer that gave up on a delivery."""
+        return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.deliveries_stream}.*"
+
+    @property
     def quarantine_stream(self) -> str:
         """Rejected messages, kept with their reasons."""
         return f"{self._prefix}_QUARANTINE"
@@ -102,6 +112,7 @@ class Wire:
 
     fanout_consumer = "hub-fanout"
     ledger_consumer = "hub-ledger"
+    advisories_consumer = "hub-dead-letters"
     ingest_queue = "hub-ingest"
 
     # message ids (JetStream de-duplication)

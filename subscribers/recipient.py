@@ -108,7 +108,13 @@ class Recipient:
         )
         try:
             async for msgs in pull_batches(sub, stop, batch=self.batch):
-                await self.process(msgs, handler)
+                try:
+                    await self.process(msgs, handler)
+                except nats.errors.Error as exc:
+                    # connection lost mid-batch: what was not acked comes back (handled once)
+                    log.warning(
+                        "recipient.batch_interrupted", extra={"org": self.org, "error": repr(exc)}
+                    )
         finally:
             await sub.unsubscribe()
 

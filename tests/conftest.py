@@ -82,6 +82,7 @@ async def _delete_streams(settings: HubSettings) -> None:
             w.deliveries_stream,
             w.receipts_stream,
             w.quarantine_stream,
+            w.advisories_stream,
         ):
             await js.delete_stream(stream)
     finally:

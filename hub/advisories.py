@@ -1,0 +1,90 @@
+"""Dead letters for recipients that stopped answering.
+
+When a recipient's system dies holding a delivery, JetStream redelivers it after the ack wait;
+after the consumer's last attempt it gives up and publishes a ``MAX_DELIVERIES`` advisory, and
+nothing else records that the event never arrived (nats-server #7817 shows how easily such a
+message vanishes). The hub captures those advisories in a stream of its own, so none is missed
+while the hub is down, and writes a ``dead_lettered`` receipt on the recipient's behalf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from hub.config import HubSettings
+from hub.envelope import load_advisory
+from schemas.receipt import Receipt
+from schemas.wire import HEADER_EVENT_KEY, HEADER_MSG_ID
+from subscribers.consume import pull_batches
+
+log = logging.getLogger(__name__)
+
+AGENT = "hub/advisories"
+
+
+class DeadLetters:
+    """Turns max-deliveries advisories into dead-letter receipts."""
+
+    def __init__(self, js: JetStreamContext, settings: HubSettings) -> None:
+        self.js, self.settings, self.wire = js, settings, settings.wire
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the advisories stream until ``stop`` is set."""
+        sub = await self.js.pull_subscribe_bind(
+            durable=self.wire.advisories_consumer, stream=self.wire.advisories_stream
+        )
+        try:
+            async for msgs in pull_batches(sub, stop, batch=64):
+                for msg in msgs:
+                    try:
+                        await self.record(msg)
+                    except (nats.errors.Error, TimeoutError) as exc:
+                        # left unacked: the advisory comes back and the receipt is written then
+                        log.warning("deadletter.deferred", extra={"error": repr(exc)})
+                        continue
+                    await msg.ack()
+        finally:
+            await sub.unsubscribe()
+
+    async def record(self, msg: Msg) -> None:
+        """Write the dead-letter receipt for one advisory (idempotent)."""
+        advisory = load_advisory(msg.data)
+        consumer, seq = str(advisory.get("consumer", "")), int(advisory.get("stream_seq", 0))
+        recipient = consumer.removeprefix(self.wire.delivery_consumer(""))
+        try:
+            copy = await self.js.get_msg(self.wire.deliveries_stream, seq)
+        except nats.js.errors.NotFoundError:
+            log.error("deadletter.copy_missing", extra={"consumer": consumer, "seq": seq})
+            return
+        key = (copy.headers or {}).get(HEADER_EVENT_KEY, "")
+        source, _, event_id = key.partition("/")
+        deliveries = int(advisory.get("deliveries", 1))
+        moment = msg.metadata.timestamp  # when the server gave up (captured at once)
+        receipt = Receipt(
+            event_source=source,
+            event_id=event_id,
+            recipient=recipient,
+            status="dead_lettered",
+            delivery_seq=seq,
+            deliveries=max(deliveries, 1),
+            received_at=moment,
+            finished_at=moment,
+            reason=(
+                f"接收方在 {deliveries} 次投递内均未签收（系统无响应）"
+                f" / no acknowledgement after {deliveries} deliveries"
+            ),
+            agent=AGENT,
+        )
+        msg_id = self.wire.receipt_msg_id(key, recipient, "dead_lettered", deliveries)
+        await self.js.publish(
+            self.wire.receipts(recipient),
+            receipt.model_dump_json().encode(),
+            headers={HEADER_MSG_ID: msg_id},
+        )
+        log.warning("deadletter.recorded", extra={"event": key, "recipient": recipient})
