@@ -19,8 +19,8 @@ from nats.js import JetStreamContext
 
 from hub.config import HubSettings
 from hub.envelope import load_advisory
-from schemas.receipt import Receipt
-from schemas.wire import HEADER_EVENT_KEY, HEADER_MSG_ID
+from schemas.receipt import Receipt, ReceiptBatch
+from schemas.wire import HEADER_MSG_ID
 from subscribers.consume import pull_batches
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class DeadLetters:
         except nats.js.errors.NotFoundError:
             log.error("deadletter.copy_missing", extra={"consumer": consumer, "seq": seq})
             return
-        key = (copy.headers or {}).get(HEADER_EVENT_KEY, "")
+        key = self.wire.event_of((copy.headers or {}).get(HEADER_MSG_ID, ""))
         source, _, event_id = key.partition("/")
         deliveries = int(advisory.get("deliveries", 1))
         moment = msg.metadata.timestamp  # when the server gave up (captured at once)
@@ -81,10 +81,6 @@ class DeadLetters:
             ),
             agent=AGENT,
         )
-        msg_id = self.wire.receipt_msg_id(key, recipient, "dead_lettered", deliveries)
-        await self.js.publish(
-            self.wire.receipts(recipient),
-            receipt.model_dump_json().encode(),
-            headers={HEADER_MSG_ID: msg_id},
-        )
+        batch = ReceiptBatch(recipient=recipient, receipts=(receipt,))
+        await self.js.publish(self.wire.receipts(recipient), batch.model_dump_json().encode())
         log.warning("deadletter.recorded", extra={"event": key, "recipient": recipient})

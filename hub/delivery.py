@@ -20,12 +20,9 @@ from nats.js.api import PubAck
 from hub.config import HubSettings
 from hub.envelope import without_complainant
 from schemas.wire import (
-    HEADER_EVENT_KEY,
-    HEADER_EVENT_SEQ,
     HEADER_MSG_ID,
     HEADER_PERSONAL_DATA_TO,
     HEADER_PUBLISHED_AT,
-    HEADER_RECIPIENT,
     HEADER_RECIPIENTS,
     HEADER_REDACTED,
 )
@@ -112,10 +109,7 @@ class FanOut:
         for recipient in recipients:
             copy_headers = {
                 HEADER_MSG_ID: self.wire.delivery_msg_id(key, recipient),
-                HEADER_EVENT_KEY: key,
-                HEADER_EVENT_SEQ: str(msg.metadata.sequence.stream),
                 HEADER_PUBLISHED_AT: headers.get(HEADER_PUBLISHED_AT, ""),
-                HEADER_RECIPIENT: recipient,
             }
             body = msg.data
             if entitled and recipient not in entitled:

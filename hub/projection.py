@@ -26,7 +26,7 @@ from hub.config import HubSettings
 from hub.ledger import EventRecord, Ledger, ReceiptRecord
 from hub.streams import read_stream
 from schemas.envelope import DELIVERED, EVENT_ADAPTER, summary_zh
-from schemas.receipt import Receipt
+from schemas.receipt import Receipt, ReceiptBatch
 from schemas.wire import HEADER_MSG_ID, HEADER_PUBLISHED_AT, HEADER_RECIPIENTS, Wire
 from subscribers.consume import pull_batches
 
@@ -74,17 +74,20 @@ def event_record(msg: Msg) -> EventRecord:
     )
 
 
-def receipt_record(msg: Msg, wire: Wire, receipt_time: ReceiptTime = stored_at) -> ReceiptRecord:
-    """The ledger's view of one receipt; only an organisation's own receipts count."""
-    seq = msg.metadata.sequence.stream
+def receipt_records(
+    msg: Msg, wire: Wire, receipt_time: ReceiptTime = stored_at
+) -> list[ReceiptRecord]:
+    """The ledger's view of one receipts message; only an organisation's own receipts count."""
+    meta = msg.metadata  # parsed on every access: once
+    seq = meta.sequence.stream
     try:
-        receipt = Receipt.model_validate_json(msg.data)
+        batch = ReceiptBatch.model_validate_json(msg.data)
     except ValidationError as exc:
         raise ForeignRecord(f"receipts seq {seq}: {exc.error_count()} error(s)") from exc
     sender = wire.org_of_receipts(msg.subject)
-    if receipt.recipient != sender:
-        raise ForeignRecord(f"receipts seq {seq}: {sender} sent a receipt for {receipt.recipient}")
-    return ReceiptRecord(receipt, receipt_time(receipt, msg.metadata.timestamp), seq)
+    if batch.recipient != sender:
+        raise ForeignRecord(f"receipts seq {seq}: {sender} sent receipts for {batch.recipient}")
+    return [ReceiptRecord(r, receipt_time(r, meta.timestamp), seq) for r in batch.receipts]
 
 
 def _readable(msgs: list[Msg], read: Callable[[Msg], T]) -> list[T]:
@@ -109,8 +112,8 @@ def applier(
         return apply_events
 
     async def apply_receipts(msgs: list[Msg]) -> None:
-        read = functools.partial(receipt_record, wire=wire, receipt_time=receipt_time)
-        await ledger.apply([], _readable(msgs, read))
+        read = functools.partial(receipt_records, wire=wire, receipt_time=receipt_time)
+        await ledger.apply([], [record for batch in _readable(msgs, read) for record in batch])
 
     return apply_receipts
 

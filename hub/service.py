@@ -7,8 +7,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.message import StreamMessage
+from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
 from hub.advisories import DeadLetters
@@ -40,7 +42,21 @@ def new_broker(settings: HubSettings) -> NatsBroker:
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         logger=logging.getLogger("hub.broker"),
+        apply_types=False,  # the handler takes the raw request: no per-message casting
     )
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """What the ingest handler needs of a request: who sent it (the subject) and the bytes."""
+
+    subject: str
+    body: bytes
+
+
+async def _as_request(msg: StreamMessage[Any]) -> IngestRequest:
+    # the raw bytes, not FastStream's JSON decoding: garbage must reach the hub to be quarantined
+    return IngestRequest(msg.raw_message.subject, msg.body)
 
 
 def register_ingest(broker: NatsBroker, settings: HubSettings, ingest: Ingest) -> None:
@@ -49,13 +65,14 @@ def register_ingest(broker: NatsBroker, settings: HubSettings, ingest: Ingest) -
         settings.wire.ingest_any,
         queue=settings.wire.ingest_queue,
         max_workers=INGEST_WORKERS,
+        decoder=_as_request,
         title="ingest",
         description="发布单位提交事件（请求/应答）：受理、拒收（附全部字段错误）或暂不可用",
     )
 
     @subscriber
-    async def ingest_event(msg: NatsMessage) -> bytes:
-        reply = await ingest.handle(msg.raw_message.subject, msg.body)
+    async def ingest_event(request: Any) -> bytes:
+        reply = await ingest.handle(request.subject, request.body)
         return dump_reply(reply)
 
 

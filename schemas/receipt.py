@@ -1,10 +1,14 @@
-"""The receipt a recipient emits for every attempt: acknowledged, failed or dead-lettered."""
+"""The receipts a recipient emits for every attempt: acknowledged, failed or dead-lettered.
+
+A recipient sends the receipts of one fetched batch of deliveries as one message (``ReceiptBatch``):
+one write to the receipts stream per batch instead of one per delivery.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from schemas.common import EventId, Model, OrgId
 
@@ -33,3 +37,16 @@ class Receipt(Model):
     def event_key(self) -> str:
         """The event's identity, as ``EnvelopeBase.key``."""
         return f"{self.event_source}/{self.event_id}"
+
+
+class ReceiptBatch(Model):
+    """One message of the receipts stream: a recipient's receipts for one batch of deliveries."""
+
+    recipient: OrgId = Field(description="接收单位")
+    receipts: tuple[Receipt, ...] = Field(min_length=1, max_length=1000, description="回执")
+
+    @model_validator(mode="after")
+    def _all_from_the_recipient(self) -> ReceiptBatch:
+        if any(r.recipient != self.recipient for r in self.receipts):
+            raise ValueError("every receipt of a batch belongs to its recipient")
+        return self

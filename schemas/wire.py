@@ -14,9 +14,6 @@ HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_PUBLISHED_AT = "Hub-Published-At"
 HEADER_RECIPIENTS = "Hub-Recipients"
 HEADER_PERSONAL_DATA_TO = "Hub-Personal-Data-To"
-HEADER_EVENT_KEY = "Hub-Event-Key"
-HEADER_EVENT_SEQ = "Hub-Event-Seq"
-HEADER_RECIPIENT = "Hub-Recipient"
 HEADER_REDACTED = "Hub-Redacted"
 
 
@@ -123,11 +120,10 @@ class Wire:
 
     @staticmethod
     def delivery_msg_id(event_key: str, recipient: str) -> str:
-        """De-duplication id of one recipient's copy."""
+        """De-duplication id of one recipient's copy (it names the event: see ``event_of``)."""
         return f"{event_key}>{recipient}"
 
     @staticmethod
-    def receipt_msg_id(event_key: str, recipient: str, status: str, attempt: int) -> str:
-        """De-duplication id of a receipt (each failed attempt has its own)."""
-        suffix = f":{attempt}" if status == "failed" else ""
-        return f"{event_key}>{recipient}:{status}{suffix}"
+    def event_of(delivery_msg_id: str) -> str:
+        """The event key inside a copy's de-duplication id."""
+        return delivery_msg_id.rpartition(">")[0]

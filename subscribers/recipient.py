@@ -26,12 +26,11 @@ from datetime import UTC, datetime
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import PubAck
 from pydantic import ValidationError
 
 from schemas.envelope import DELIVERED, EVENT_ADAPTER, Event
-from schemas.receipt import Receipt, ReceiptStatus
-from schemas.wire import HEADER_EVENT_KEY, HEADER_MSG_ID, HEADER_PUBLISHED_AT, HEADER_REDACTED, Wire
+from schemas.receipt import Receipt, ReceiptBatch, ReceiptStatus
+from schemas.wire import HEADER_MSG_ID, HEADER_PUBLISHED_AT, HEADER_REDACTED, Wire
 from subscribers.consume import pull_batches
 
 log = logging.getLogger(__name__)
@@ -68,13 +67,6 @@ class _Seen:
         self._keys[key] = None
         if len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
-
-
-@dataclass
-class _Outcome:
-    msg: Msg
-    receipt: Receipt
-    future: asyncio.Future[PubAck] | None = None
 
 
 class Recipient:
@@ -120,35 +112,27 @@ class Recipient:
 
     async def process(self, msgs: list[Msg], handler: Handler) -> None:
         """Run the handler over a batch in order, then send receipts and settle each delivery."""
-        outcomes = [await self._handle(msg, handler) for msg in msgs]
-        for outcome in outcomes:
-            receipt = outcome.receipt
-            msg_id = self.wire.receipt_msg_id(
-                receipt.event_key, self.org, receipt.status, receipt.deliveries
-            )
-            outcome.future = await self.js.publish_async(
-                self.wire.receipts(self.org),
-                receipt.model_dump_json().encode(),
-                headers={HEADER_MSG_ID: msg_id},
-            )
-        for outcome in outcomes:
-            await self._settle(outcome)
+        receipts = [await self._handle(msg, handler) for msg in msgs]
+        stored = await self._send(ReceiptBatch(recipient=self.org, receipts=tuple(receipts)))
+        for msg, receipt in zip(msgs, receipts, strict=True):
+            await self._settle(msg, receipt, stored)
 
-    async def _handle(self, msg: Msg, handler: Handler) -> _Outcome:
+    async def _handle(self, msg: Msg, handler: Handler) -> Receipt:
         received_at = datetime.now(UTC)
-        attempt = msg.metadata.num_delivered
+        meta = msg.metadata  # parsed from the reply subject on every access: read it once
+        seq, attempt = meta.sequence.stream, meta.num_delivered
         headers = msg.headers or {}
         try:
             event = EVENT_ADAPTER.validate_json(msg.data, context=DELIVERED)
         except ValidationError as exc:
-            key = headers.get(HEADER_EVENT_KEY, "?/?")
+            key = self.wire.event_of(headers.get(HEADER_MSG_ID, "")) or "?/?"
             reason = f"delivery does not validate: {exc.error_count()} error(s)"
-            return _Outcome(msg, self._receipt(key, msg, "dead_lettered", received_at, reason))
+            return self._receipt(key, seq, attempt, "dead_lettered", received_at, reason)
         if event.key in self._seen:
-            return _Outcome(msg, self._receipt(event.key, msg, "acknowledged", received_at))
+            return self._receipt(event.key, seq, attempt, "acknowledged", received_at)
         delivery = Delivery(
             recipient=self.org,
-            seq=msg.metadata.sequence.stream,
+            seq=seq,
             attempt=attempt,
             published_at=_parse_time(headers.get(HEADER_PUBLISHED_AT)),
             received_at=received_at,
@@ -164,14 +148,15 @@ class Recipient:
             )
             final = 0 < self.max_deliver <= attempt
             status: ReceiptStatus = "dead_lettered" if final else "failed"
-            return _Outcome(msg, self._receipt(event.key, msg, status, received_at, reason))
+            return self._receipt(event.key, seq, attempt, status, received_at, reason)
         self._seen.add(event.key)
-        return _Outcome(msg, self._receipt(event.key, msg, "acknowledged", received_at))
+        return self._receipt(event.key, seq, attempt, "acknowledged", received_at)
 
     def _receipt(
         self,
         key: str,
-        msg: Msg,
+        seq: int,
+        attempt: int,
         status: ReceiptStatus,
         received_at: datetime,
         reason: str | None = None,
@@ -182,39 +167,39 @@ class Recipient:
             event_id=event_id,
             recipient=self.org,
             status=status,
-            delivery_seq=msg.metadata.sequence.stream,
-            deliveries=msg.metadata.num_delivered,
+            delivery_seq=seq,
+            deliveries=attempt,
             received_at=received_at,
             finished_at=datetime.now(UTC),
             reason=reason[:2000] if reason else None,
             agent=AGENT,
         )
 
-    async def _settle(self, outcome: _Outcome) -> None:
-        msg, status = outcome.msg, outcome.receipt.status
-        stored = await self._confirmed(outcome)
-        if status == "failed":
-            await msg.nak(delay=self._delay(msg.metadata.num_delivered))
-        elif not stored:
-            # no receipt, no ack: the delivery comes back and the receipt is sent again
-            await msg.nak(delay=self._delay(1))
-        elif status == "acknowledged":
-            await msg.ack()
-        else:
-            await msg.term()
-
-    async def _confirmed(self, outcome: _Outcome) -> bool:
-        if outcome.future is None:
-            return False
+    async def _send(self, batch: ReceiptBatch) -> bool:
+        """Store the batch's receipts; ``False`` when JetStream did not confirm in time."""
         try:
-            async with asyncio.timeout(self.timeout_s):
-                await outcome.future
+            await self.js.publish(
+                self.wire.receipts(self.org),
+                batch.model_dump_json().encode(),
+                timeout=self.timeout_s,
+            )
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning(
-                "recipient.receipt_unconfirmed", extra={"org": self.org, "error": repr(exc)}
+                "recipient.receipts_unconfirmed", extra={"org": self.org, "error": repr(exc)}
             )
             return False
         return True
+
+    async def _settle(self, msg: Msg, receipt: Receipt, stored: bool) -> None:
+        if receipt.status == "failed":
+            await msg.nak(delay=self._delay(receipt.deliveries))
+        elif not stored:
+            # no receipt, no ack: the delivery comes back and the receipt is sent again
+            await msg.nak(delay=self._delay(1))
+        elif receipt.status == "acknowledged":
+            await msg.ack()
+        else:
+            await msg.term()
 
     def _delay(self, attempt: int) -> float:
         return self.backoff_s[min(attempt, len(self.backoff_s)) - 1]

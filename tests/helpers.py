@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 
 from hub.config import HubSettings
 from schemas.envelope import Event
-from schemas.receipt import Receipt
+from schemas.receipt import Receipt, ReceiptBatch
 from subscribers.recipient import Delivery, Recipient
 
 
@@ -82,10 +82,10 @@ async def receipts(js: JetStreamContext, settings: HubSettings) -> list[Receipt]
         return found
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         msg = await js.get_msg(settings.wire.receipts_stream, seq)
-        found.append(Receipt.model_validate_json(msg.data or b""))
+        found.extend(ReceiptBatch.model_validate_json(msg.data or b"").receipts)
     return found
 
 
 async def receipt_count(js: JetStreamContext, settings: HubSettings) -> int:
-    """How many receipts have been stored."""
-    return await stream_messages(js, settings.wire.receipts_stream)
+    """How many receipts have been stored (a message carries a batch of them)."""
+    return len(await receipts(js, settings))

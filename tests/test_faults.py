@@ -30,10 +30,9 @@ from schemas.envelope import Event
 from subscribers.connection import connect
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery
-from tests.conftest import hub_running
 from tests.helpers import eventually, receiving
 
-pytestmark = pytest.mark.connected
+pytestmark = [pytest.mark.connected, pytest.mark.timeout(600)]
 
 PUBLISHER = "renqiu-scjg"
 EVENTS = 10_000
@@ -117,93 +116,110 @@ async def publish_all(
     return accepted
 
 
-async def test_killing_the_broker_mid_stream_loses_no_accepted_event(
-    tmp_path: Path, registry: Registry
+class HubProcess:
+    """``hub serve`` as its own process (as in production), restartable."""
+
+    def __init__(self, server: NatsServer, tmp_path: Path) -> None:
+        self.env = {
+            **os.environ,
+            "HUB_NATS_URL": server.url,
+            "HUB_DATA_DIR": str(tmp_path),
+            "HUB_LOG_LEVEL": "WARNING",
+            "HUB_ACK_WAIT_S": "5",
+            "HUB_REQUEST_TIMEOUT_S": "2",
+            "HUB_DEDUP_WINDOW_S": "3600",
+        }
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "hub"), "serve", env=self.env
+        )
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.process.wait(), timeout=30)
+
+
+@asynccontextmanager
+async def hub_process(server: NatsServer, tmp_path: Path) -> AsyncIterator[HubProcess]:
+    hub = HubProcess(server, tmp_path)
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()
+
+
+async def crash_scenario(
+    tmp_path: Path, registry: Registry, crash: Callable[[NatsServer, HubProcess], Awaitable[None]]
 ) -> None:
+    """10,000 events to 20 recipients; ``crash`` strikes once at a random point."""
     seed = int.from_bytes(os.urandom(4), "big")
-    kill_at = random.Random(seed).randint(EVENTS // 10, EVENTS * 9 // 10)
-    print(f"seed {seed}: kill -9 nats-server after {kill_at} accepted events")
+    crash_at = random.Random(seed).randint(EVENTS // 10, EVENTS * 9 // 10)
+    print(f"seed {seed}: the crash strikes after {crash_at} accepted events")
     recipients = twenty_recipients(registry)
     tally = Tally()
-    async with own_server(tmp_path) as server:
+    crashed = asyncio.Event()
+    async with own_server(tmp_path) as server, hub_process(server, tmp_path) as hub:
         settings = fault_settings(server, tmp_path)
-        killed = asyncio.Event()
 
-        async def maybe_kill(accepted: int) -> None:
-            if accepted >= kill_at and not killed.is_set():
-                killed.set()
-                await server.kill()
-                await asyncio.sleep(0.5)
-                await server.start()  # same port, same store
+        async def maybe_crash(accepted: int) -> None:
+            if accepted >= crash_at and not crashed.is_set():
+                crashed.set()
+                await crash(server, hub)
 
-        async with hub_running(settings, registry):
-            nc = await connect(server.url, name="fault-test")
-            try:
-                async with receiving(nc, settings, recipients, handler=tally.handle):
-                    keys = await asyncio.wait_for(
-                        publish_all(nc, settings, recipients, EVENTS, maybe_kill), timeout=300
-                    )
-                    await eventually(lambda: tally.complete(keys, recipients), within=300)
-            finally:
-                await nc.close()
-    assert killed.is_set()
+        nc = await connect(server.url, name="fault-test")
+        try:
+            await eventually(lambda: _hub_is_up(nc, settings, recipients), within=30)
+            async with receiving(nc, settings, recipients, handler=tally.handle):
+                keys = await asyncio.wait_for(
+                    publish_all(nc, settings, recipients, EVENTS, maybe_crash), timeout=300
+                )
+                await eventually(lambda: tally.complete(keys, recipients), within=300)
+        finally:
+            await nc.close()
+    assert crashed.is_set()
     assert len(keys) == EVENTS
     assert set(tally.seen) == {(k, org) for k in keys for org in recipients}  # 0 lost
     assert max(tally.seen.values()) == 1  # redeliveries absorbed: each handled once
 
 
+async def test_killing_the_broker_mid_stream_loses_no_accepted_event(
+    tmp_path: Path, registry: Registry
+) -> None:
+    async def kill_broker(server: NatsServer, hub: HubProcess) -> None:
+        await server.kill()  # kill -9
+        await asyncio.sleep(0.5)
+        await server.start()  # same port, same store
+
+    await crash_scenario(tmp_path, registry, kill_broker)
+
+
 async def test_killing_the_hub_process_mid_stream_loses_no_accepted_event(
     tmp_path: Path, registry: Registry
 ) -> None:
-    seed = int.from_bytes(os.urandom(4), "big")
-    kill_at = random.Random(seed).randint(EVENTS // 10, EVENTS * 9 // 10)
-    print(f"seed {seed}: kill -9 the hub process after {kill_at} accepted events")
-    recipients = twenty_recipients(registry)
-    tally = Tally()
-    async with own_server(tmp_path) as server:
-        settings = fault_settings(server, tmp_path)
-        env = {
-            **os.environ,
-            "HUB_NATS_URL": server.url,
-            "HUB_DATA_DIR": str(tmp_path),
-            "HUB_LOG_LEVEL": "WARNING",
-        }
-        hub_bin = str(Path(sys.executable).parent / "hub")
+    async def kill_hub(server: NatsServer, hub: HubProcess) -> None:
+        await hub.kill()  # kill -9
+        await hub.start()
 
-        async def start_hub() -> asyncio.subprocess.Process:
-            return await asyncio.create_subprocess_exec(hub_bin, "serve", env=env)
-
-        process = await start_hub()
-        killed = asyncio.Event()
-
-        async def maybe_kill(accepted: int) -> None:
-            nonlocal process
-            if accepted >= kill_at and not killed.is_set():
-                killed.set()
-                process.send_signal(signal.SIGKILL)
-                await process.wait()
-                process = await start_hub()
-
-        nc = await connect(server.url, name="fault-test")
-        try:
-            await eventually(lambda: _hub_is_up(nc, settings), within=30)
-            async with receiving(nc, settings, recipients, handler=tally.handle):
-                keys = await asyncio.wait_for(
-                    publish_all(nc, settings, recipients, EVENTS, maybe_kill), timeout=300
-                )
-                await eventually(lambda: tally.complete(keys, recipients), within=300)
-        finally:
-            await nc.close()
-            process.send_signal(signal.SIGTERM)
-            await process.wait()
-    assert killed.is_set()
-    assert set(tally.seen) == {(k, org) for k in keys for org in recipients}
-    assert max(tally.seen.values()) == 1
+    await crash_scenario(tmp_path, registry, kill_hub)
 
 
-async def _hub_is_up(nc: Client, settings: HubSettings) -> bool:
+async def _hub_is_up(nc: Client, settings: HubSettings, recipients: list[str]) -> bool:
+    """The hub has created every recipient's consumer."""
+    js = nc.jetstream()
     try:
-        await nc.jetstream().consumer_info(settings.wire.deliveries_stream, "deliver-renqiu-zjj")
+        for org in recipients:
+            await js.consumer_info(
+                settings.wire.deliveries_stream, settings.wire.delivery_consumer(org)
+            )
     except (nats.errors.Error, TimeoutError):  # not created yet: keep waiting
         return False
     return True
