@@ -74,27 +74,32 @@ class FanOut:
                 for subject, body, headers in copies
             ]
             pending.append((msg, futures))
+        stored = await self._stored([f for _, futures in pending for f in futures])
         for msg, futures in pending:
-            if await self._confirmed(futures):
+            if all(f in stored for f in futures):
                 await msg.ack()
             else:
                 await msg.nak(delay=RETRY_DELAY_S)
 
-    async def _confirmed(self, futures: list[asyncio.Future[PubAck]]) -> bool:
-        try:
-            async with asyncio.timeout(self.settings.request_timeout_s):
-                results = await asyncio.gather(*futures, return_exceptions=True)
-        except TimeoutError:
-            for future in futures:
-                future.cancel()
-            log.warning("fanout.copies_unconfirmed", extra={"copies": len(futures)})
-            return False
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for failure in failures:
-            if not isinstance(failure, nats.errors.Error | TimeoutError):
+    async def _stored(self, futures: list[asyncio.Future[PubAck]]) -> set[asyncio.Future[PubAck]]:
+        """The copies JetStream confirmed within one deadline for the whole batch."""
+        if not futures:
+            return set()
+        done, late = await asyncio.wait(futures, timeout=self.settings.request_timeout_s)
+        for future in late:
+            future.cancel()  # lost with a connection: the event is retried as a whole
+        stored = set()
+        for future in done:
+            failure = future.exception()
+            if failure is None:
+                stored.add(future)
+            elif isinstance(failure, nats.errors.Error | TimeoutError):
+                log.warning("fanout.copy_failed", extra={"error": type(failure).__name__})
+            else:
                 raise failure
-            log.warning("fanout.copy_failed", extra={"error": type(failure).__name__})
-        return not failures
+        if late:
+            log.warning("fanout.copies_unconfirmed", extra={"copies": len(late)})
+        return stored
 
     def copies(self, msg: Msg) -> Iterator[tuple[str, bytes, dict[str, str]]]:
         """The (subject, body, headers) of every recipient's copy of one accepted event."""
