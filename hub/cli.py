@@ -32,7 +32,7 @@ from hub.demo import DemoCounty, clock_zh
 from hub.envelope import load_quarantine, peek
 from hub.errors import EventRejected, HubError, HubUnavailable
 from hub.ledger import STATE_ZH, Ledger
-from hub.natsd import NatsServer
+from hub.natsd import NatsCluster, NatsServer
 from hub.projection import rebuild
 from hub.reconcile import missing_events
 from hub.registry import KIND_ZH, Registry, load_registry
@@ -132,27 +132,39 @@ def up(
     county: Annotated[str, typer.Option(help="演示县（登记簿中的县 id）")] = "renqiu",
     interval: Annotated[float, typer.Option(help="演示发布间隔（秒）")] = 3.0,
     rounds: Annotated[int, typer.Option(help="演示发布条数，0 表示直到 Ctrl-C")] = 0,
+    cluster: Annotated[
+        int, typer.Option(help="启动 N 个节点的本地 NATS 集群（流复制 N 份），0 为单节点")
+    ] = 0,
 ) -> None:
-    """Start an embedded nats-server, the hub and (by default) the live demo county."""
+    """Start an embedded nats-server (or a local cluster), the hub and the live demo county."""
     settings = _settings(ctx)
     registry = _registry(settings)
     log.configure(settings.log_level, file=settings.data_dir / "hub.log")
+    if cluster == 1 or cluster < 0:
+        typer.echo("错误：--cluster 取 0（单节点）或不少于 2 的节点数", err=True)
+        raise typer.Exit(2)
 
     async def work(stop: asyncio.Event) -> None:
-        server = NatsServer(
-            settings.data_dir / "nats",
-            host=settings.embedded_host,
-            port=settings.embedded_port,
-            sync_always=settings.embedded_sync_always,
-        )
+        server: NatsServer | NatsCluster
+        if cluster:
+            server = NatsCluster(settings.data_dir / "nats-cluster", size=cluster)
+        else:
+            server = NatsServer(
+                settings.data_dir / "nats",
+                host=settings.embedded_host,
+                port=settings.embedded_port,
+                sync_always=settings.embedded_sync_always,
+            )
         async with server:
-            running = settings.model_copy(update={"nats_url": server.url})
+            running = settings.model_copy(
+                update={"nats_url": server.url, "replicas": max(cluster, settings.replicas)}
+            )
             running.url_file.write_text(server.url, encoding="utf-8")
             try:
                 async with running_hub(running, registry) as hub:
-                    typer.echo(
-                        f"枢纽已启动：{server.url}（数据目录 {settings.data_dir}，日志 hub.log）"
-                    )
+                    where = f"{cluster} 节点集群，流复制 {cluster} 份" if cluster else "单节点"
+                    typer.echo(f"枢纽已启动：{server.url}（{where}）")
+                    typer.echo(f"数据目录 {settings.data_dir}（日志 hub.log）")
                     typer.echo(
                         "另开终端：hub tail --as renqiu-chuan；"
                         f"hub publish 事件.json --as {county}-scjg"

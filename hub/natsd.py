@@ -31,9 +31,19 @@ STOP_TIMEOUT_S = 15.0
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports that are free right now (held open together while chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def server_binary() -> Path:
@@ -211,3 +221,62 @@ async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
             return int(exc.code), bytes(exc.read())
 
     return await asyncio.to_thread(fetch)
+
+
+@dataclass
+class NatsCluster:
+    """A local cluster of nats-server processes on loopback: JetStream replicated across them."""
+
+    store_dir: Path
+    size: int = 3
+    host: str = "127.0.0.1"
+    sync_always: bool = True
+    name: str = "hub"
+    nodes: list[NatsServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """Every node's client URL, comma-separated (what ``HUB_NATS_URL`` takes)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def node(self, server_name: str) -> NatsServer:
+        """The node with this server name."""
+        return next(n for n in self.nodes if n.name == server_name)
+
+    async def start(self) -> None:
+        """Start every node at once (JetStream needs a quorum to become ready)."""
+        if not self.nodes:
+            ports = free_ports(3 * self.size, self.host)
+            route_ports = ports[: self.size]
+            routes = [f"nats://{self.host}:{p}" for p in route_ports]
+            self.nodes = [
+                NatsServer(
+                    self.store_dir / f"node-{i + 1}",
+                    host=self.host,
+                    port=ports[self.size + i],
+                    monitor_port=ports[2 * self.size + i],
+                    sync_always=self.sync_always,
+                    name=f"{self.name}-nats-{i + 1}",
+                    cluster=ClusterSpec(
+                        self.name, route_ports[i], tuple(r for j, r in enumerate(routes) if j != i)
+                    ),
+                )
+                for i in range(self.size)
+            ]
+        await asyncio.gather(*(node.start() for node in self.nodes if not node.running))
+
+    async def stop(self) -> None:
+        """Stop every node."""
+        await asyncio.gather(*(node.stop() for node in self.nodes))
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
