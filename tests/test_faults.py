@@ -14,22 +14,29 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import nats.errors
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from hub.config import HubSettings
 from hub.errors import HubUnavailable
-from hub.natsd import NatsServer
+from hub.ledger import Ledger
+from hub.natsd import NatsCluster, NatsServer
+from hub.reconcile import missing_events
 from hub.registry import OrgKind, Registry
 from hub.samples import sample_event
+from hub.service import Hub, running_hub
+from hub.timeliness import shanghai_day
 from schemas.envelope import Event
 from subscribers.connection import connect
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery
+from tests.conftest import hub_running
 from tests.helpers import eventually, receiving
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(600)]
@@ -223,3 +230,185 @@ async def _hub_is_up(nc: Client, settings: HubSettings, recipients: list[str]) -
     except (nats.errors.Error, TimeoutError):  # not created yet: keep waiting
         return False
     return True
+
+
+async def test_a_subscriber_that_dies_before_acknowledging_ends_in_the_dead_letters(
+    nats_server: NatsServer, tmp_path: Path, registry: Registry
+) -> None:
+    """Received three times, never acknowledged: the advisory becomes a dead-letter receipt."""
+    settings = fault_settings(
+        nats_server, tmp_path, ack_wait_s=0.5, max_deliver=3, subject_root="tdead"
+    )
+    async with hub_running(settings, registry) as hub:
+        nc = await connect(nats_server.url, name="dying-subscriber")
+        try:
+            event = sample_event(
+                "other", PUBLISHER, datetime.now(UTC), recipients=("renqiu-qingta",)
+            )
+            accepted = await Publisher(nc, PUBLISHER, wire=settings.wire).publish(event)
+            key = f"{accepted.source}/{accepted.id}"
+            sub = await nc.jetstream().pull_subscribe_bind(
+                durable=settings.wire.delivery_consumer("renqiu-qingta"),
+                stream=settings.wire.deliveries_stream,
+            )
+            held = []
+            for _ in range(3):  # it receives the event and dies before acknowledging, three times
+                (msg,) = await sub.fetch(1, timeout=10)
+                held.append(msg.metadata.num_delivered)
+            with pytest.raises(nats.errors.TimeoutError):
+                await sub.fetch(1, timeout=1.5)  # the consumer has given up on it
+            await eventually(lambda: _dead_lettered(hub, key), within=10)
+            (row,) = [
+                r
+                for r in await hub.ledger.pairs(day_from=_day(), day_to=_day())
+                if r.event_key == key
+            ]
+            copy = await hub.js.get_msg(
+                settings.wire.deliveries_stream,
+                subject=settings.wire.deliver("renqiu-qingta", "other"),
+            )
+        finally:
+            await nc.close()
+    assert held == [1, 2, 3]
+    assert (row.state, row.attempts) == ("dead_lettered", 3)
+    assert row.reason is not None and "3 次投递内均未签收" in row.reason
+    assert settings.wire.event_of((copy.headers or {})["Nats-Msg-Id"]) == key  # nothing vanished
+
+
+async def _dead_lettered(hub: Hub, key: str) -> bool:
+    rows = await hub.ledger.pairs(day_from=_day(), day_to=_day())
+    return any(r.event_key == key and r.state == "dead_lettered" for r in rows)
+
+
+def _day() -> date:
+    return shanghai_day(datetime.now(UTC))
+
+
+async def test_a_recipient_offline_for_a_day_catches_up_5000_events_in_order(
+    hub: Hub, nc: Client
+) -> None:
+    publisher = Publisher(nc, PUBLISHER, wire=hub.settings.wire)
+    now = datetime.now(UTC)
+    order: dict[int, str] = {}
+
+    async def publish(n: int) -> None:
+        event = sample_event("permit", PUBLISHER, now, n, recipients=("renqiu-yucun",))
+        accepted = await publisher.publish(event)
+        order[accepted.seq] = f"{accepted.source}/{accepted.id}"
+
+    for start in range(0, 5000, 50):
+        await asyncio.gather(*(publish(n) for n in range(start, start + 50)))
+    await eventually(lambda: _waiting(hub, "renqiu-yucun", 5000), within=60)
+    async with receiving(nc, hub.settings, ["renqiu-yucun"]) as inboxes:
+        await eventually(lambda: len(inboxes["renqiu-yucun"].keys) >= 5000, within=120)
+    assert inboxes["renqiu-yucun"].keys == [order[seq] for seq in sorted(order)]
+
+
+async def _waiting(hub: Hub, org: str, count: int) -> bool:
+    info = await hub.js.consumer_info(
+        hub.settings.wire.deliveries_stream, hub.settings.wire.delivery_consumer(org)
+    )
+    return bool(info.num_pending == count)
+
+
+async def test_a_truncated_stream_file_is_reported_event_by_event(
+    tmp_path: Path, registry: Registry
+) -> None:
+    async with own_server(tmp_path) as server:
+        settings = fault_settings(server, tmp_path)
+        keys: dict[int, str] = {}
+        async with running_hub(settings, registry) as hub:  # its own server: streams stay
+            nc = await connect(server.url, name="damage-test")
+            try:
+                publisher = Publisher(nc, PUBLISHER, wire=settings.wire)
+                now = datetime.now(UTC)
+                for n in range(60):
+                    accepted = await publisher.publish(
+                        sample_event("law_change", PUBLISHER, now, n)
+                    )
+                    keys[accepted.seq] = f"{accepted.source}/{accepted.id}"
+            finally:
+                await nc.close()
+            await eventually(lambda: _ledger_knows(hub, 60), within=20)
+        await server.stop()
+        (block,) = (server.store_dir / "jetstream").glob(
+            f"*/streams/{settings.wire.events_stream}/msgs/*.blk"
+        )
+        block.write_bytes(
+            block.read_bytes()[: block.stat().st_size * 2 // 3]
+        )  # the disk lost the tail
+        await server.start()
+        async with Ledger.open(settings.ledger_database) as ledger:
+            nc = await connect(server.url, name="damage-check")
+            try:
+                js = nc.jetstream()
+                lost = {
+                    keys[seq]
+                    for seq in keys
+                    if not await _still_stored(js, settings, seq, keys[seq])
+                }
+                reported = await missing_events(js, settings.wire, ledger)
+            finally:
+                await nc.close()
+        env = {**os.environ, "HUB_NATS_URL": server.url, "HUB_DATA_DIR": str(tmp_path)}
+        check = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "hub"),
+            "ledger",
+            "check",
+            env=env,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await check.communicate()
+    assert 0 < len(lost) < 60
+    assert {m.event_key for m in reported} == lost  # exactly the accepted events that are gone
+    assert check.returncode == 1
+    assert f"事件流缺失 {len(lost)} 个已受理事件" in err.decode()
+
+
+async def _ledger_knows(hub: Hub, count: int) -> bool:
+    return len(await hub.ledger.events()) == count
+
+
+async def _still_stored(js: JetStreamContext, settings: HubSettings, seq: int, key: str) -> bool:
+    try:
+        msg = await js.get_msg(settings.wire.events_stream, seq)
+    except nats.js.errors.NotFoundError:
+        return False
+    return (msg.headers or {}).get("Nats-Msg-Id") == key
+
+
+async def test_killing_the_stream_leader_of_a_three_node_cluster_loses_no_accepted_event(
+    tmp_path: Path, registry: Registry
+) -> None:
+    recipients = twenty_recipients(registry)
+    tally = Tally()
+    async with NatsCluster(tmp_path / "cluster") as cluster:
+        settings = fault_settings(cluster.nodes[0], tmp_path, replicas=3)
+        settings = settings.model_copy(update={"nats_url": cluster.url})
+        killed: list[str] = []
+        async with running_hub(settings, registry) as hub:  # its own server: streams stay
+            nc = await connect(cluster.url, name="cluster-test")
+
+            striking = asyncio.Event()
+
+            async def kill_leader(accepted: int) -> None:
+                if accepted >= 500 and not striking.is_set():
+                    striking.set()  # before any await: the other publishers must not strike too
+                    info = await hub.js.stream_info(settings.wire.events_stream)
+                    killed.append(info.cluster.leader or "" if info.cluster else "")
+                    await cluster.node(killed[0]).kill()  # kill -9 the events stream's leader
+
+            try:
+                async with receiving(nc, settings, recipients, handler=tally.handle):
+                    keys = await asyncio.wait_for(
+                        publish_all(nc, settings, recipients, 1500, kill_leader), timeout=300
+                    )
+                    await eventually(lambda: tally.complete(keys, recipients), within=300)
+                info = await hub.js.stream_info(settings.wire.events_stream)
+            finally:
+                await nc.close()
+    assert killed and killed[0].startswith("hub-nats-")
+    assert info.cluster is not None and info.cluster.leader != killed[0]  # a new leader took over
+    assert info.config.num_replicas == 3
+    assert set(tally.seen) == {(k, org) for k in keys for org in recipients}
+    assert max(tally.seen.values()) == 1
