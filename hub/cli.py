@@ -434,8 +434,8 @@ def quarantine_list(
             last = info.state.last_seq
             first = max(info.state.first_seq, last - limit + 1)
             for seq in range(first, last + 1):
-                raw = await js.get_msg(settings.wire.quarantine_stream, seq)
-                record = load_quarantine(raw.data or b"")
+                kept = await js.get_msg(settings.wire.quarantine_stream, seq)
+                record = load_quarantine(kept.subject or "", kept.data or b"", kept.headers)
                 typer.echo(
                     f"#{seq} {record['received_at']} {record['subject']} （{record['size']} 字节）"
                 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from schemas.complaint_outcome import ComplaintOutcome
 from schemas.envelope import EVENT_ADAPTER, Event
 from schemas.replies import REPLY_ADAPTER, FieldError, IngestReply
 from schemas.rules import explain, explain_validation
+from schemas.wire import HEADER_ERRORS, HEADER_RECEIVED_AT
 
 
 def parse_event(raw: bytes, *, now: datetime, clock_skew_s: float) -> Event:
@@ -64,25 +65,29 @@ def dump_reply(reply: IngestReply) -> bytes:
     return REPLY_ADAPTER.dump_json(reply, exclude_none=True)
 
 
-def dump_quarantine(
-    *, subject: str, raw: bytes, errors: tuple[FieldError, ...], received_at: datetime
-) -> bytes:
-    """A quarantine record: the rejected bytes (base64) with the reasons and the time."""
-    record = {
-        "subject": subject,
-        "received_at": received_at.astimezone(UTC).isoformat(),
-        "errors": [e.model_dump() for e in errors],
-        "size": len(raw),
-        "raw_base64": base64.b64encode(raw).decode(),
+def quarantine_headers(errors: tuple[FieldError, ...], received_at: datetime) -> dict[str, str]:
+    """The reasons and time of a rejection, carried in headers beside the untouched bytes.
+
+    The body of a quarantine record is exactly what was received, whatever its size or encoding;
+    the reasons are JSON escaped to ASCII, since a header value is one line of text.
+    """
+    reasons = [e.model_dump() for e in errors]
+    return {
+        HEADER_RECEIVED_AT: received_at.astimezone(UTC).isoformat(),
+        HEADER_ERRORS: json.dumps(reasons, ensure_ascii=True, separators=(",", ":")),
     }
-    return orjson.dumps(record)
 
 
-def load_quarantine(body: bytes) -> dict[str, Any]:
-    """A quarantine record with its original bytes restored under ``raw``."""
-    record: dict[str, Any] = orjson.loads(body)
-    record["raw"] = base64.b64decode(record.pop("raw_base64"))
-    return record
+def load_quarantine(subject: str, body: bytes, headers: dict[str, str] | None) -> dict[str, Any]:
+    """A quarantine record: the bytes as received, why they were refused, and when."""
+    headers = headers or {}
+    return {
+        "subject": subject,
+        "raw": body,
+        "size": len(body),
+        "received_at": headers.get(HEADER_RECEIVED_AT, ""),
+        "errors": json.loads(headers.get(HEADER_ERRORS, "[]")),
+    }
 
 
 def too_large(size: int, limit: int) -> EventRejected:

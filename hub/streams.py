@@ -22,7 +22,7 @@ from nats.js.api import (
 )
 
 from hub.config import HubSettings
-from hub.envelope import dump_quarantine
+from hub.envelope import quarantine_headers
 from hub.ingest import StoreUnavailable
 from schemas.replies import FieldError
 from schemas.wire import Wire
@@ -39,7 +39,11 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
     w = settings.wire
 
     def config(
-        name: str, subject: str, description: str, max_age: float | None = None
+        name: str,
+        subject: str,
+        description: str,
+        max_age: float | None = None,
+        any_size: bool = False,
     ) -> StreamConfig:
         return StreamConfig(
             name=name,
@@ -50,7 +54,8 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
             discard=DiscardPolicy.NEW,  # full store: refuse new writes, never drop records
             num_replicas=settings.replicas,
             duplicate_window=settings.dedup_window_s,
-            max_msg_size=settings.max_event_bytes + HEADROOM_BYTES,
+            # quarantine keeps whatever arrived, up to the server's max_payload
+            max_msg_size=-1 if any_size else settings.max_event_bytes + HEADROOM_BYTES,
             allow_direct=True,
             max_age=max_age,
         )
@@ -64,7 +69,7 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
             max_age=90 * DAY_S,
         ),
         config(w.receipts_stream, f"{w.root}.receipts.>", "接收单位的签收和死信回执"),
-        config(w.quarantine_stream, f"{w.root}.quarantine.>", "被拒收的消息及原因"),
+        config(w.quarantine_stream, f"{w.root}.quarantine.>", "被拒收的消息及原因", any_size=True),
         config(
             w.advisories_stream,
             w.max_deliveries_advisories,
@@ -172,11 +177,9 @@ class JetStreamStore:
         return ack.seq, bool(ack.duplicate)
 
     async def quarantine(self, subject: str, raw: bytes, errors: tuple[FieldError, ...]) -> int:
-        """Keep a rejected message with its reasons."""
-        body = dump_quarantine(
-            subject=subject, raw=raw, errors=errors, received_at=datetime.now(UTC)
-        )
-        ack = await self._publish(subject, body, None)
+        """Keep a rejected message, byte for byte, with its reasons."""
+        headers = quarantine_headers(errors, datetime.now(UTC))
+        ack = await self._publish(subject, raw, headers)
         return int(ack.seq)
 
     async def _publish(self, subject: str, body: bytes, headers: dict[str, str] | None) -> PubAck:

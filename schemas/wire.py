@@ -15,6 +15,8 @@ HEADER_PUBLISHED_AT = "Hub-Published-At"
 HEADER_RECIPIENTS = "Hub-Recipients"
 HEADER_PERSONAL_DATA_TO = "Hub-Personal-Data-To"
 HEADER_REDACTED = "Hub-Redacted"
+HEADER_RECEIVED_AT = "Hub-Received-At"
+HEADER_ERRORS = "Hub-Errors"
 
 
 @dataclass(frozen=True)

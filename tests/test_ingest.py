@@ -34,7 +34,7 @@ async def test_invalid_payload_is_rejected_naming_the_field_and_found_in_quarant
 
     wire = hub.settings.wire
     kept = await hub.js.get_msg(wire.quarantine_stream, caught.value.quarantine_seq)
-    record = load_quarantine(kept.data or b"")
+    record = load_quarantine(kept.subject or "", kept.data or b"", kept.headers)
     assert kept.subject == wire.quarantine("renqiu-scjg")
     assert orjson.loads(record["raw"])["id"] == event["id"]
     assert record["errors"][0]["field"] == "data.entity_uscc"
@@ -47,7 +47,7 @@ async def test_garbage_bytes_are_rejected_and_kept_byte_for_byte(hub: Hub, nc: C
         await publisher(nc, hub, "renqiu-scjg").publish(garbage)
     assert caught.value.errors[0].rule == "json_invalid"
     kept = await hub.js.get_msg(hub.settings.wire.quarantine_stream, caught.value.quarantine_seq)
-    assert load_quarantine(kept.data or b"")["raw"] == garbage
+    assert load_quarantine(kept.subject or "", kept.data or b"", kept.headers)["raw"] == garbage
 
 
 async def test_same_event_id_published_twice_is_stored_once(hub: Hub, nc: Client) -> None:
