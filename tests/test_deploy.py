@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,14 +24,28 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-def test_compose_runs_nats_with_the_shipped_config_and_the_hub_against_it() -> None:
+NODES = ("nats-1", "nats-2", "nats-3")
+
+
+def test_compose_runs_a_three_node_nats_cluster_with_the_shipped_config() -> None:
     services = compose()["services"]
-    assert set(services) >= {"nats", "hub"}
-    assert services["nats"]["entrypoint"] == ["nats-server"]
-    assert services["nats"]["command"] == ["-c", "/etc/nats/nats.conf"]
-    assert "./deploy/nats.conf:/etc/nats/nats.conf:ro" in services["nats"]["volumes"]
-    assert services["hub"]["command"] == ["serve"]
-    assert services["hub"]["environment"]["HUB_NATS_URL"] == "nats://nats:4222"
+    assert set(services) >= {*NODES, "hub", "postgres"}
+    for node in NODES:
+        assert services[node]["entrypoint"] == ["nats-server"]
+        assert services[node]["command"] == ["-c", "/etc/nats/nats.conf"]
+        assert "./deploy/nats.conf:/etc/nats/nats.conf:ro" in services[node]["volumes"]
+        assert services[node]["environment"]["NATS_SERVER_NAME"] == node
+    config = (ROOT / "deploy" / "nats.conf").read_text(encoding="utf-8")
+    routes = {f"nats://{node}:6222" for node in NODES}
+    assert all(route in config for route in routes) and "listen: 0.0.0.0:6222" in config
+
+
+def test_the_hub_uses_every_node_and_replicates_its_streams_three_times() -> None:
+    hub = compose()["services"]["hub"]
+    assert hub["command"] == ["serve"]
+    assert hub["environment"]["HUB_NATS_URL"].split(",") == [f"nats://{n}:4222" for n in NODES]
+    assert hub["environment"]["HUB_REPLICAS"] == "3"
+    assert {*NODES, "postgres"} <= set(hub["depends_on"])
 
 
 def test_compose_gives_the_hub_a_postgresql_ledger_it_can_use() -> None:
@@ -41,15 +56,17 @@ def test_compose_gives_the_hub_a_postgresql_ledger_it_can_use() -> None:
     assert engine_url(url.replace("${HUB_DB_PASSWORD:?set HUB_DB_PASSWORD}", "secret")).startswith(
         "postgresql+asyncpg://hub:secret@postgres:5432/hub"
     )
-    assert set(services["hub"]["depends_on"]) == {"nats", "postgres"}
+    assert "postgres" in services["hub"]["depends_on"]
 
 
 def test_the_nats_config_is_valid_for_the_shipped_nats_server_and_fsyncs_always() -> None:
     config = ROOT / "deploy" / "nats.conf"
-    checked = subprocess.run(
-        [BIN / "nats-server", "-t", "-c", config], capture_output=True, text=True
-    )
-    assert checked.returncode == 0, checked.stderr
+    for node in NODES:
+        env = {**os.environ, "NATS_SERVER_NAME": node}
+        checked = subprocess.run(
+            [BIN / "nats-server", "-t", "-c", config], capture_output=True, text=True, env=env
+        )
+        assert checked.returncode == 0, checked.stderr
     assert "sync_interval: always" in config.read_text(encoding="utf-8")
     assert "listen: 0.0.0.0:4222" in config.read_text(encoding="utf-8")
 
@@ -61,7 +78,7 @@ def test_the_hub_command_the_compose_file_runs_exists() -> None:
 
 def test_compose_environment_names_real_settings() -> None:
     names = {f"HUB_{name.upper()}" for name in HubSettings.model_fields}
-    for service in ("nats", "hub"):
+    for service in ("hub",):
         assert set(compose()["services"][service].get("environment", {})) <= names
 
 
