@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy hub schemas subscribers tests
+	$(BIN)/mypy hub schemas subscribers tests bench
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass
 pytest: $(STAMP)

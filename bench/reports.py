@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -138,7 +138,7 @@ async def measure(backend: str, pairs: int) -> dict[str, Any]:
     async with built_ledger(backend, pairs) as (ledger, build_s):
         rows = sum((await ledger.counts()).values())
         now = datetime(YEAR + 1, 1, 1, 12, tzinfo=SHANGHAI)
-        jobs = {
+        jobs: dict[str, Callable[[], Awaitable[object]]] = {
             "daily report, one day": lambda: daily_report(
                 ledger, registry, date(YEAR, 6, 16), now=now
             ),

@@ -4,7 +4,7 @@ When a recipient's system dies holding a delivery, JetStream redelivers it after
 after the consumer's last attempt it gives up and publishes a ``MAX_DELIVERIES`` advisory, and
 nothing else records that the event never arrived (nats-server #7817 shows how easily such a
 message vanishes). The hub captures those advisories in a stream of its own, so none is missed
-while the hub is down, and writes a ``dead_lettered`` receipt on the recipient's behalf.
+while the hub is down, and writes ``dead_lettered`` receipts on the recipient's behalf.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from nats.js import JetStreamContext
 
 from hub.config import HubSettings
 from hub.envelope import load_advisory
+from schemas.delivery import DeliveryBundle
+from schemas.envelope import DELIVERED
 from schemas.receipt import Receipt, ReceiptBatch
-from schemas.wire import HEADER_MSG_ID
 from subscribers.consume import pull_batches
 
 log = logging.getLogger(__name__)
@@ -53,34 +54,41 @@ class DeadLetters:
             await sub.unsubscribe()
 
     async def record(self, msg: Msg) -> None:
-        """Write the dead-letter receipt for one advisory (idempotent)."""
+        """Write dead-letter receipts for the events of the abandoned bundle (idempotent).
+
+        Events of the bundle the recipient had acknowledged already stay acknowledged: the
+        ledger never lets a later receipt undo an acknowledgement.
+        """
         advisory = load_advisory(msg.data)
         consumer, seq = str(advisory.get("consumer", "")), int(advisory.get("stream_seq", 0))
         recipient = consumer.removeprefix(self.wire.delivery_consumer(""))
         try:
-            copy = await self.js.get_msg(self.wire.deliveries_stream, seq)
+            stored = await self.js.get_msg(self.wire.deliveries_stream, seq)
         except nats.js.errors.NotFoundError:
-            log.error("deadletter.copy_missing", extra={"consumer": consumer, "seq": seq})
+            log.error("deadletter.bundle_missing", extra={"consumer": consumer, "seq": seq})
             return
-        key = self.wire.event_of((copy.headers or {}).get(HEADER_MSG_ID, ""))
-        source, _, event_id = key.partition("/")
-        deliveries = int(advisory.get("deliveries", 1))
+        bundle = DeliveryBundle.model_validate_json(stored.data or b"", context=DELIVERED)
+        deliveries = max(int(advisory.get("deliveries", 1)), 1)
         moment = msg.metadata.timestamp  # when the server gave up (captured at once)
-        receipt = Receipt(
-            event_source=source,
-            event_id=event_id,
-            recipient=recipient,
-            status="dead_lettered",
-            delivery_seq=seq,
-            deliveries=max(deliveries, 1),
-            received_at=moment,
-            finished_at=moment,
-            reason=(
-                f"接收方在 {deliveries} 次投递内均未签收（系统无响应）"
-                f" / no acknowledgement after {deliveries} deliveries"
-            ),
-            agent=AGENT,
+        reason = (
+            f"接收方在 {deliveries} 次投递内均未签收（系统无响应）"
+            f" / no acknowledgement after {deliveries} deliveries"
         )
-        batch = ReceiptBatch(recipient=recipient, receipts=(receipt,))
+        receipts = tuple(
+            Receipt(
+                event_source=item.event.source,
+                event_id=item.event.id,
+                recipient=recipient,
+                status="dead_lettered",
+                delivery_seq=seq,
+                deliveries=deliveries,
+                received_at=moment,
+                finished_at=moment,
+                reason=reason,
+                agent=AGENT,
+            )
+            for item in bundle.items
+        )
+        batch = ReceiptBatch(recipient=recipient, receipts=receipts)
         await self.js.publish(self.wire.receipts(recipient), batch.model_dump_json().encode())
-        log.warning("deadletter.recorded", extra={"event": key, "recipient": recipient})
+        log.warning("deadletter.recorded", extra={"recipient": recipient, "events": len(receipts)})

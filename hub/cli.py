@@ -41,8 +41,8 @@ from hub.reports import daily_report, org_report
 from hub.samples import PAYLOADS, sample_event
 from hub.service import running_hub, serve
 from hub.timeliness import shanghai_day
-from schemas.envelope import CATEGORIES, DELIVERED, EVENT_ADAPTER, Event, summary_zh
-from schemas.wire import HEADER_PUBLISHED_AT, HEADER_REDACTED
+from schemas.delivery import DeliveryBundle
+from schemas.envelope import CATEGORIES, DELIVERED, Event, summary_zh
 from subscribers.connection import connect
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery, Recipient
@@ -323,11 +323,7 @@ def tail(
             if ack:
 
                 async def handle(event: Event, delivery: Delivery) -> None:
-                    show(
-                        event,
-                        delivery.published_at.isoformat() if delivery.published_at else None,
-                        delivery.redacted,
-                    )
+                    show(event, delivery.published_at.isoformat(), delivery.redacted)
 
                 await Recipient(nc, org, wire=settings.wire).run(handle, stop)
             else:
@@ -350,7 +346,7 @@ async def _peek(
     js = nc.jetstream()
     policy = DeliverPolicy.ALL if from_start else DeliverPolicy.NEW
     sub = await js.subscribe(
-        settings.wire.deliver_filter(org),
+        settings.wire.deliver(org),
         stream=settings.wire.deliveries_stream,
         ordered_consumer=True,
         deliver_policy=policy,
@@ -361,9 +357,9 @@ async def _peek(
                 msg = await sub.next_msg(timeout=1.0)
             except TimeoutError:
                 continue
-            headers = msg.headers or {}
-            event = EVENT_ADAPTER.validate_json(msg.data, context=DELIVERED)
-            show(event, headers.get(HEADER_PUBLISHED_AT), HEADER_REDACTED in headers)
+            bundle = DeliveryBundle.model_validate_json(msg.data, context=DELIVERED)
+            for item in bundle.items:
+                show(item.event, item.published_at.isoformat(), item.redacted)
     finally:
         await sub.unsubscribe()
 

@@ -74,3 +74,11 @@ class HubSettings(BaseSettings):
     def backoff_for(self, attempt: int) -> float:
         """Delay before redelivering after failed attempt ``attempt`` (1-based)."""
         return self.backoff_s[min(attempt, len(self.backoff_s)) - 1]
+
+
+BUNDLE_BYTES = 512 * 1024  # fits NATS's default max_payload of 1 MB with room for headers
+
+
+def bundle_bytes(settings: HubSettings) -> int:
+    """How large a delivery bundle grows before the next one starts (one event always fits)."""
+    return max(BUNDLE_BYTES, settings.max_event_bytes + 16 * 1024)

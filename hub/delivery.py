@@ -1,9 +1,10 @@
-"""Fan-out: every accepted event becomes one stored copy per recipient, in acceptance order.
+"""Fan-out: every accepted event reaches each of its recipients, in acceptance order.
 
-The hub reads accepted events through its durable consumer and acknowledges an event only after
-JetStream confirmed every recipient's copy; a crash in between redelivers the event, and the copies'
-de-duplication ids make the second write a no-op. Recipients not entitled to the complainant's
-personal data get a copy without it.
+The hub reads accepted events through its durable consumer in batches and writes, per recipient,
+one bundle holding every event of the batch addressed to it; it acknowledges the batch only after
+JetStream confirmed every bundle. A crash in between redelivers the events and the bundles are
+written again: recipients absorb the repeats by event key, the ledger by its idempotent upserts.
+Recipients not entitled to the complainant's personal data get the event without it.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
-from hub.config import HubSettings
-from hub.envelope import without_complainant
+from hub.config import HubSettings, bundle_bytes
+from hub.envelope import Item, dump_bundle, without_complainant
 from schemas.wire import (
     HEADER_MSG_ID,
     HEADER_PERSONAL_DATA_TO,
     HEADER_PUBLISHED_AT,
     HEADER_RECIPIENTS,
-    HEADER_REDACTED,
 )
 from subscribers.consume import pull_batches
 
@@ -43,6 +43,7 @@ class FanOut:
     def __init__(self, js: JetStreamContext, settings: HubSettings, *, batch: int = 128) -> None:
         self.js, self.settings, self.batch = js, settings, batch
         self.wire = settings.wire
+        self.limit = bundle_bytes(settings)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver accepted events until ``stop`` is set."""
@@ -60,64 +61,78 @@ class FanOut:
             await sub.unsubscribe()
 
     async def deliver(self, msgs: list[Msg]) -> None:
-        """Write every copy of a batch, then acknowledge each event whose copies were stored."""
-        pending: list[tuple[Msg, list[asyncio.Future[PubAck]]]] = []
+        """Write the bundles of a batch of events, then acknowledge the batch (or retry it)."""
+        items: dict[str, list[Item]] = {}
+        accepted = []
         for msg in msgs:
             try:
-                copies = list(self.copies(msg))
+                for recipient, item in self.items(msg):
+                    items.setdefault(recipient, []).append(item)
             except ForeignMessage as exc:
                 log.error("fanout.foreign_message", extra={"subject": msg.subject, "why": str(exc)})
                 await msg.term()  # not written by the hub's ingest: nothing was accepted
                 continue
-            futures = [
-                await self.js.publish_async(subject, body, headers=headers)
-                for subject, body, headers in copies
-            ]
-            pending.append((msg, futures))
-        stored = await self._stored([f for _, futures in pending for f in futures])
-        for msg, futures in pending:
-            if all(f in stored for f in futures):
+            accepted.append(msg)
+        futures = [
+            await self.js.publish_async(
+                self.wire.deliver(recipient), body, headers={HEADER_MSG_ID: msg_id}
+            )
+            for recipient, bundle in items.items()
+            for msg_id, body in self.bundles(recipient, bundle)
+        ]
+        stored = await self._stored(futures)
+        for msg in accepted:
+            if len(stored) == len(futures):
                 await msg.ack()
             else:
                 await msg.nak(delay=RETRY_DELAY_S)
 
     async def _stored(self, futures: list[asyncio.Future[PubAck]]) -> set[asyncio.Future[PubAck]]:
-        """The copies JetStream confirmed within one deadline for the whole batch."""
+        """The bundles JetStream confirmed within one deadline for the whole batch."""
         if not futures:
             return set()
         done, late = await asyncio.wait(futures, timeout=self.settings.request_timeout_s)
         for future in late:
-            future.cancel()  # lost with a connection: the event is retried as a whole
+            future.cancel()  # lost with a connection: the batch is retried as a whole
         stored = set()
         for future in done:
             failure = future.exception()
             if failure is None:
                 stored.add(future)
             elif isinstance(failure, nats.errors.Error | TimeoutError):
-                log.warning("fanout.copy_failed", extra={"error": type(failure).__name__})
+                log.warning("fanout.bundle_failed", extra={"error": type(failure).__name__})
             else:
                 raise failure
         if late:
-            log.warning("fanout.copies_unconfirmed", extra={"copies": len(late)})
+            log.warning("fanout.bundles_unconfirmed", extra={"bundles": len(late)})
         return stored
 
-    def copies(self, msg: Msg) -> Iterator[tuple[str, bytes, dict[str, str]]]:
-        """The (subject, body, headers) of every recipient's copy of one accepted event."""
+    def items(self, msg: Msg) -> Iterator[tuple[str, Item]]:
+        """(recipient, bundle item) for every recipient of one accepted event."""
         headers = msg.headers or {}
         key = headers.get(HEADER_MSG_ID)
         if not key or HEADER_RECIPIENTS not in headers:
             raise ForeignMessage("no event key or recipient list in the headers")
-        category = msg.subject.rsplit(".", 1)[-1]
-        recipients = [r for r in headers.get(HEADER_RECIPIENTS, "").split(",") if r]
+        seq = msg.metadata.sequence.stream
+        published_at = headers.get(HEADER_PUBLISHED_AT, "")
         entitled = set(filter(None, headers.get(HEADER_PERSONAL_DATA_TO, "").split(",")))
-        redacted = without_complainant(msg.data) if entitled else msg.data
-        for recipient in recipients:
-            copy_headers = {
-                HEADER_MSG_ID: self.wire.delivery_msg_id(key, recipient),
-                HEADER_PUBLISHED_AT: headers.get(HEADER_PUBLISHED_AT, ""),
-            }
-            body = msg.data
-            if entitled and recipient not in entitled:
-                body = redacted
-                copy_headers[HEADER_REDACTED] = "complainant"
-            yield self.wire.deliver(recipient, category), body, copy_headers
+        without = without_complainant(msg.data) if entitled else msg.data
+        for recipient in filter(None, headers[HEADER_RECIPIENTS].split(",")):
+            redacted = bool(entitled) and recipient not in entitled
+            yield (
+                recipient,
+                Item(seq, key, published_at, redacted, without if redacted else msg.data),
+            )
+
+    def bundles(self, recipient: str, items: list[Item]) -> Iterator[tuple[str, bytes]]:
+        """(de-duplication id, body) of the bundles carrying ``items``, each within the limit."""
+        part, start = 0, 0
+        while start < len(items):
+            end, size = start, 0
+            while end < len(items) and (end == start or size + len(items[end].body) < self.limit):
+                size += len(items[end].body)
+                end += 1
+            chunk = items[start:end]
+            msg_id = self.wire.bundle_msg_id(chunk[0].seq, chunk[-1].seq, part, recipient)
+            yield msg_id, dump_bundle(recipient, chunk)
+            part, start = part + 1, end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,35 @@ def without_complainant(body: bytes) -> bytes:
     data.pop("complainant", None)
     data.pop("complainant_shared_with", None)
     return orjson.dumps(event)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One event on its way into a recipient's bundle (the body is already serialised)."""
+
+    seq: int
+    key: str
+    published_at: str
+    redacted: bool
+    body: bytes
+
+
+def dump_bundle(recipient: str, items: list[Item]) -> bytes:
+    """A delivery bundle (``schemas.delivery.DeliveryBundle``) embedding the stored events."""
+    return orjson.dumps(
+        {
+            "recipient": recipient,
+            "items": [
+                {
+                    "key": i.key,
+                    "published_at": i.published_at,
+                    "redacted": i.redacted,
+                    "event": orjson.Fragment(i.body),
+                }
+                for i in items
+            ],
+        }
+    )
 
 
 def personal_data_addressees(event: Event) -> tuple[str, ...]:

@@ -84,6 +84,11 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return self._proc.pid if self.running and self._proc else None
+
+    @property
     def running(self) -> bool:
         """Whether the process is alive."""
         return self._proc is not None and self._proc.returncode is None

@@ -21,7 +21,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from hub.config import HubSettings
+from hub.config import HubSettings, bundle_bytes
 from hub.envelope import quarantine_headers
 from hub.ingest import StoreUnavailable
 from schemas.replies import FieldError
@@ -44,6 +44,7 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
         description: str,
         max_age: float | None = None,
         any_size: bool = False,
+        max_msg_size: int | None = None,
     ) -> StreamConfig:
         return StreamConfig(
             name=name,
@@ -55,7 +56,9 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
             num_replicas=settings.replicas,
             duplicate_window=settings.dedup_window_s,
             # quarantine keeps whatever arrived, up to the server's max_payload
-            max_msg_size=-1 if any_size else settings.max_event_bytes + HEADROOM_BYTES,
+            max_msg_size=-1
+            if any_size
+            else max_msg_size or settings.max_event_bytes + HEADROOM_BYTES,
             allow_direct=True,
             max_age=max_age,
         )
@@ -65,8 +68,9 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
         config(
             w.deliveries_stream,
             f"{w.root}.deliver.>",
-            "每个接收单位一份的投递副本",
+            "各接收单位的投递包（按发布顺序）",
             max_age=90 * DAY_S,
+            max_msg_size=bundle_bytes(settings) + HEADROOM_BYTES,
         ),
         config(w.receipts_stream, f"{w.root}.receipts.>", "接收单位的签收和死信回执"),
         config(w.quarantine_stream, f"{w.root}.quarantine.>", "被拒收的消息及原因", any_size=True),
@@ -86,7 +90,7 @@ def delivery_consumer_config(settings: HubSettings, wire: Wire, recipient: str) 
         name=name,
         durable_name=name,
         description=f"{recipient} 的投递",
-        filter_subject=wire.deliver_filter(recipient),
+        filter_subject=wire.deliver(recipient),
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=settings.ack_wait_s,

@@ -14,7 +14,6 @@ HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_PUBLISHED_AT = "Hub-Published-At"
 HEADER_RECIPIENTS = "Hub-Recipients"
 HEADER_PERSONAL_DATA_TO = "Hub-Personal-Data-To"
-HEADER_REDACTED = "Hub-Redacted"
 HEADER_RECEIVED_AT = "Hub-Received-At"
 HEADER_ERRORS = "Hub-Errors"
 
@@ -47,13 +46,9 @@ class Wire:
         """Where an accepted event is stored."""
         return f"{self.root}.events.{publisher}.{category}"
 
-    def deliver(self, recipient: str, category: str) -> str:
-        """Where one recipient's copy of an event is stored."""
-        return f"{self.root}.deliver.{recipient}.{category}"
-
-    def deliver_filter(self, recipient: str) -> str:
-        """Everything addressed to one recipient."""
-        return f"{self.root}.deliver.{recipient}.>"
+    def deliver(self, recipient: str) -> str:
+        """Where one recipient's delivery bundles are stored (its consumer's filter)."""
+        return f"{self.root}.deliver.{recipient}"
 
     @property
     def receipts_any(self) -> str:
@@ -121,11 +116,6 @@ class Wire:
         return event_key
 
     @staticmethod
-    def delivery_msg_id(event_key: str, recipient: str) -> str:
-        """De-duplication id of one recipient's copy (it names the event: see ``event_of``)."""
-        return f"{event_key}>{recipient}"
-
-    @staticmethod
-    def event_of(delivery_msg_id: str) -> str:
-        """The event key inside a copy's de-duplication id."""
-        return delivery_msg_id.rpartition(">")[0]
+    def bundle_msg_id(first_seq: int, last_seq: int, part: int, recipient: str) -> str:
+        """De-duplication id of a bundle: the span of accepted events it carries, and for whom."""
+        return f"bundle:{first_seq}-{last_seq}:{part}>{recipient}"

@@ -6,12 +6,13 @@
     recipient = Recipient(nc, "renqiu-chuan")
     await recipient.run(handle, stop)        # handle(event, delivery) -> None
 
-Each event reaches the handler in publication order. When the handler returns, the SDK publishes a
-receipt (``acknowledged``) and then acknowledges the delivery; when it raises, the SDK publishes a
-``failed`` receipt with the reason and the delivery comes back after a growing delay; after the
-consumer's last attempt the receipt is ``dead_lettered``. An event whose handler already succeeded
-in this process is not handed over again (redeliveries after a crash between receipt and ack are
-absorbed).
+Deliveries come as bundles (``schemas.delivery``); each event reaches the handler in publication
+order. When the handler returns, the SDK records an ``acknowledged`` receipt; when it raises, a
+``failed`` one with the reason, and the bundle comes back after a growing delay; after the
+consumer's last attempt the receipt is ``dead_lettered``. The receipts of a batch are stored before
+the bundles are acknowledged. An event whose handler already succeeded in this process is not
+handed over again (a redelivered bundle, or a repeat after a crash, is absorbed by event key);
+across restarts of the embedding system, handlers should be idempotent on ``event.key``.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from schemas.envelope import DELIVERED, EVENT_ADAPTER, Event
+from schemas.delivery import BundledEvent, DeliveryBundle
+from schemas.envelope import DELIVERED, Event
 from schemas.receipt import Receipt, ReceiptBatch, ReceiptStatus
-from schemas.wire import HEADER_MSG_ID, HEADER_PUBLISHED_AT, HEADER_REDACTED, Wire
+from schemas.wire import Wire
 from subscribers.consume import pull_batches
 
 log = logging.getLogger(__name__)
 
 AGENT = "subscribers/0.1.0"
+RECEIPTS_PER_MESSAGE = 1000
 DEFAULT_BACKOFF_S = (2.0, 10.0, 60.0, 300.0, 900.0)
 
 
@@ -44,9 +47,9 @@ class Delivery:
     """What the hub says about one delivery of an event to this recipient."""
 
     recipient: str
-    seq: int
-    attempt: int
-    published_at: datetime | None
+    seq: int  # the bundle's sequence in the deliveries stream
+    attempt: int  # how many times the bundle has been delivered
+    published_at: datetime
     received_at: datetime
     redacted: bool
 
@@ -111,32 +114,41 @@ class Recipient:
             await sub.unsubscribe()
 
     async def process(self, msgs: list[Msg], handler: Handler) -> None:
-        """Run the handler over a batch in order, then send receipts and settle each delivery."""
-        receipts = [await self._handle(msg, handler) for msg in msgs]
-        stored = await self._send(ReceiptBatch(recipient=self.org, receipts=tuple(receipts)))
-        for msg, receipt in zip(msgs, receipts, strict=True):
-            await self._settle(msg, receipt, stored)
+        """Hand every event of a batch of bundles over in order, send receipts, settle bundles."""
+        outcomes = [await self._handle_bundle(msg, handler) for msg in msgs]
+        stored = await self._send([r for receipts in outcomes for r in receipts])
+        for msg, receipts in zip(msgs, outcomes, strict=True):
+            await self._settle(msg, receipts, stored)
 
-    async def _handle(self, msg: Msg, handler: Handler) -> Receipt:
+    async def _handle_bundle(self, msg: Msg, handler: Handler) -> list[Receipt]:
         received_at = datetime.now(UTC)
         meta = msg.metadata  # parsed from the reply subject on every access: read it once
         seq, attempt = meta.sequence.stream, meta.num_delivered
-        headers = msg.headers or {}
         try:
-            event = EVENT_ADAPTER.validate_json(msg.data, context=DELIVERED)
+            bundle = DeliveryBundle.model_validate_json(msg.data, context=DELIVERED)
         except ValidationError as exc:
-            key = self.wire.event_of(headers.get(HEADER_MSG_ID, "")) or "?/?"
-            reason = f"delivery does not validate: {exc.error_count()} error(s)"
-            return self._receipt(key, seq, attempt, "dead_lettered", received_at, reason)
+            log.error(
+                "recipient.bundle_unreadable",
+                extra={"org": self.org, "seq": seq, "errors": exc.error_count()},
+            )
+            return []
+        return [
+            await self._handle(item, seq, attempt, received_at, handler) for item in bundle.items
+        ]
+
+    async def _handle(
+        self, item: BundledEvent, seq: int, attempt: int, received_at: datetime, handler: Handler
+    ) -> Receipt:
+        event = item.event
         if event.key in self._seen:
             return self._receipt(event.key, seq, attempt, "acknowledged", received_at)
         delivery = Delivery(
             recipient=self.org,
             seq=seq,
             attempt=attempt,
-            published_at=_parse_time(headers.get(HEADER_PUBLISHED_AT)),
+            published_at=item.published_at,
             received_at=received_at,
-            redacted=HEADER_REDACTED in headers,
+            redacted=item.redacted,
         )
         try:
             await handler(event, delivery)
@@ -175,38 +187,35 @@ class Recipient:
             agent=AGENT,
         )
 
-    async def _send(self, batch: ReceiptBatch) -> bool:
-        """Store the batch's receipts; ``False`` when JetStream did not confirm in time."""
-        try:
-            await self.js.publish(
-                self.wire.receipts(self.org),
-                batch.model_dump_json().encode(),
-                timeout=self.timeout_s,
-            )
-        except (TimeoutError, nats.errors.Error) as exc:
-            log.warning(
-                "recipient.receipts_unconfirmed", extra={"org": self.org, "error": repr(exc)}
-            )
-            return False
+    async def _send(self, receipts: list[Receipt]) -> bool:
+        """Store the receipts; ``False`` when JetStream did not confirm them in time."""
+        for start in range(0, len(receipts), RECEIPTS_PER_MESSAGE):
+            chunk = tuple(receipts[start : start + RECEIPTS_PER_MESSAGE])
+            batch = ReceiptBatch(recipient=self.org, receipts=chunk)
+            try:
+                await self.js.publish(
+                    self.wire.receipts(self.org),
+                    batch.model_dump_json().encode(),
+                    timeout=self.timeout_s,
+                )
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.warning(
+                    "recipient.receipts_unconfirmed", extra={"org": self.org, "error": repr(exc)}
+                )
+                return False
         return True
 
-    async def _settle(self, msg: Msg, receipt: Receipt, stored: bool) -> None:
-        if receipt.status == "failed":
-            await msg.nak(delay=self._delay(receipt.deliveries))
+    async def _settle(self, msg: Msg, receipts: list[Receipt], stored: bool) -> None:
+        if not receipts:
+            await msg.term()  # unreadable (logged): redelivering it would not help
+        elif any(r.status == "failed" for r in receipts):
+            # back later; what was handled already is not handed over again
+            await msg.nak(delay=self._delay(receipts[0].deliveries))
         elif not stored:
-            # no receipt, no ack: the delivery comes back and the receipt is sent again
+            # no receipt, no ack: the bundle comes back and the receipts are sent again
             await msg.nak(delay=self._delay(1))
-        elif receipt.status == "acknowledged":
-            await msg.ack()
         else:
-            await msg.term()
+            await msg.ack()
 
     def _delay(self, attempt: int) -> float:
         return self.backoff_s[min(attempt, len(self.backoff_s)) - 1]
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None

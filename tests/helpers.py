@@ -12,7 +12,10 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from hub.config import HubSettings
-from schemas.envelope import Event
+from hub.service import Hub
+from hub.streams import read_stream
+from schemas.delivery import DeliveryBundle
+from schemas.envelope import DELIVERED, Event
 from schemas.receipt import Receipt, ReceiptBatch
 from subscribers.recipient import Delivery, Recipient
 
@@ -89,3 +92,26 @@ async def receipts(js: JetStreamContext, settings: HubSettings) -> list[Receipt]
 async def receipt_count(js: JetStreamContext, settings: HubSettings) -> int:
     """How many receipts have been stored (a message carries a batch of them)."""
     return len(await receipts(js, settings))
+
+
+async def fanned_out(hub: Hub, org: str, count: int) -> bool:
+    """The fan-out is done and ``count`` events wait in ``org``'s bundles, none handed over yet."""
+    js, wire = hub.js, hub.settings.wire
+    fanout = await js.consumer_info(wire.events_stream, wire.fanout_consumer)
+    if fanout.num_pending or fanout.num_ack_pending:
+        return False
+    waiting = await js.consumer_info(wire.deliveries_stream, wire.delivery_consumer(org))
+    bundles = await js.stream_info(wire.deliveries_stream)
+    return bool(
+        waiting.delivered.stream_seq == 0 and waiting.num_pending == bundles.state.messages
+    ) and (await _events_in_bundles(hub) == count)
+
+
+async def _events_in_bundles(hub: Hub) -> int:
+    """How many events the deliveries stream holds in all (bundles carry several)."""
+    total = 0
+    async for msgs in read_stream(hub.js, hub.settings.wire.deliveries_stream):
+        total += sum(
+            len(DeliveryBundle.model_validate_json(m.data, context=DELIVERED).items) for m in msgs
+        )
+    return total
