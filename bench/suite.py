@@ -319,7 +319,7 @@ async def catch_up(events: int) -> dict[str, float]:
                 nc = await connect(server.url, name="bench-publisher")
                 await publish_hub(nc, payloads(events, recipients))
                 backlog = events * len(recipients)
-                await until(lambda: _copies(nc, backlog), within=1800, every=0.2)
+                await until(lambda: _fanned_out(nc), within=1800, every=0.2)
                 pids = {"hub": hub.pid, "nats-server": server.pid or 0}
                 async with watching(pids) as peaks:
                     started = time.perf_counter()
@@ -346,9 +346,10 @@ async def catch_up(events: int) -> dict[str, float]:
     }
 
 
-async def _copies(nc: Client, count: int) -> bool:
-    info = await nc.jetstream().stream_info(WIRE.deliveries_stream)
-    return bool(info.state.messages >= count)
+async def _fanned_out(nc: Client) -> bool:
+    """The hub has written every accepted event into its recipients' bundles."""
+    info = await nc.jetstream().consumer_info(WIRE.events_stream, WIRE.fanout_consumer)
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
 def synthetic_registry(path: Path, organisations: int) -> list[list[str]]:
