@@ -10,6 +10,7 @@ hub (or the raw publisher) and the consumers do not share one Python interpreter
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 
@@ -71,4 +72,5 @@ async def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.ERROR)  # reconnect notices are not figures
     asyncio.run(main(sys.argv[1:]))

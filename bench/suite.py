@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
 import os
 import sys
 import tempfile
@@ -30,7 +32,7 @@ import psutil
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
-from bench.machine import machine, save, summary
+from bench.machine import RESULTS, machine, save, summary
 from hub.ledger import Ledger
 from hub.natsd import NatsServer
 from hub.registry import OrgKind, load_registry
@@ -42,6 +44,7 @@ from subscribers.connection import connect
 from subscribers.publisher import Publisher
 
 BIN = Path(sys.executable).parent
+TABLE = Path(__file__).parent / "results" / "delivery.md"
 PUBLISHERS = 16  # requests in flight, for the hub and for raw alike
 WIRE = Wire()
 
@@ -442,7 +445,9 @@ async def repeat(
 
 
 async def run(quick: bool) -> dict[str, Any]:
+    """Every figure, saved as it comes in (a failure late in the run keeps the earlier ones)."""
     runs = 1 if quick else 3
+    name = "delivery-quick" if quick else "delivery"
     events = 500 if quick else 2000
     results: dict[str, Any] = {"machine": machine(), "runs": runs, "events": events}
     for sync in (True, False):
@@ -450,21 +455,26 @@ async def run(quick: bool) -> dict[str, Any]:
         results[f"raw, {mode}"] = await repeat(
             runs, partial(raw_throughput, sync, events), f"raw {mode}"
         )
+        save(name, results)
         results[f"hub, {mode}"] = await repeat(
             runs, partial(hub_throughput, sync, events), f"hub {mode}"
         )
+        save(name, results)
     for rate in (200, 1000):
         results[f"latency at {rate}/s"] = await repeat(
             runs, partial(latency_at, rate, 3 if quick else 10), f"latency {rate}/s"
         )
+        save(name, results)
     backlog_events = 500 if quick else 5000
     results["catch-up"] = await repeat(runs, lambda: catch_up(backlog_events), "catch-up")
+    save(name, results)
     for organisations in (20, 200) if quick else (20, 200, 2000):
         results[f"{organisations} organisations"] = await repeat(
             runs,
             partial(scaling, organisations, 200 if quick else 1000),
             f"{organisations} orgs",
         )
+        save(name, results)
     return results
 
 
@@ -474,10 +484,22 @@ def main() -> None:
         "--quick", action="store_true", help="one run each, small sizes (a smoke test)"
     )
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # the farm's reconnect notices are not figures
     results = asyncio.run(run(args.quick))
     path = save("delivery-quick" if args.quick else "delivery", results)
-    print(render(results))
+    table = render(results)
+    print(table)
     print(f"→ {path}")
+    if not args.quick:
+        TABLE.write_text(table + "\n", encoding="utf-8")
+        print(f"→ {TABLE}")
+
+
+def render_saved() -> None:
+    """Print (and write) the table of the last full run from its JSON."""
+    results = json.loads((RESULTS / "delivery.json").read_text(encoding="utf-8"))
+    TABLE.write_text(render(results) + "\n", encoding="utf-8")
+    print(TABLE.read_text(encoding="utf-8"))
 
 
 def render(results: dict[str, Any]) -> str:

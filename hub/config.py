@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -46,6 +47,13 @@ class HubSettings(BaseSettings):
         default=True, description="fsync every JetStream write before acknowledging it"
     )
     log_level: str = "INFO"
+
+    web_host: str = Field(default="127.0.0.1", description="ops page, metrics and health")
+    web_port: int = Field(default=8080, ge=0, le=65535, description="0: a free port")
+    at_risk_after: time = Field(
+        default=time(20, 0),
+        description="from this time of day (Asia/Shanghai) open events formed today are at risk",
+    )
 
     @field_validator("backoff_s")
     @classmethod

@@ -8,7 +8,7 @@ or ``unavailable`` (nothing stored, send again: the same id is stored only once)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -53,14 +53,30 @@ class EventStore(Protocol):
         """Keep a rejected message with its reasons; returns its sequence."""
 
 
+class IngestMetrics(Protocol):
+    """What ingest reports to the metrics."""
+
+    def count_accepted(self, category: str) -> None:
+        """One more event accepted."""
+
+    def count_rejected(self, rules: Iterable[str]) -> None:
+        """One more message rejected."""
+
+
 class Ingest:
     """Turns one ingest request into one reply."""
 
     def __init__(
-        self, settings: HubSettings, registry: Registry, store: EventStore, clock: Clock = utc_now
+        self,
+        settings: HubSettings,
+        registry: Registry,
+        store: EventStore,
+        clock: Clock = utc_now,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self.settings, self.registry, self.store, self.clock = settings, registry, store, clock
         self.wire = settings.wire
+        self.metrics = metrics
 
     async def handle(self, subject: str, raw: bytes) -> IngestReply:
         """Check, store and answer one message received on ``subject``."""
@@ -85,6 +101,8 @@ class Ingest:
             log.warning("ingest.store_unavailable", extra={"event": event.key, "reason": str(exc)})
             return Unavailable(reason=f"event store did not confirm the write: {exc}")
         log.debug("ingest.accepted", extra={"event": event.key, "seq": seq, "duplicate": duplicate})
+        if self.metrics is not None and not duplicate:
+            self.metrics.count_accepted(event.category)
         return Accepted(
             source=event.source,
             id=event.id,
@@ -124,6 +142,8 @@ class Ingest:
         except StoreUnavailable as exc:
             log.error("ingest.quarantine_unavailable", extra={"org": publisher, "reason": str(exc)})
             seq = None
+        if self.metrics is not None:
+            self.metrics.count_rejected(e.rule for e in errors)
         log.info(
             "ingest.rejected",
             extra={"org": publisher, "rules": [e.rule for e in errors], "quarantine_seq": seq},

@@ -153,6 +153,16 @@ class ReceiptRecord:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """One recipient's unacknowledged events, and its last receipt."""
+
+    waiting: int
+    oldest: datetime | None  # when the oldest waiting event was published
+    last_receipt: datetime | None
+    dead_lettered: int
+
+
+@dataclass(frozen=True)
 class EventRow:
     """An accepted event as the ledger recorded it."""
 
@@ -309,6 +319,37 @@ class Ledger:
         async with self.engine.connect() as conn:
             result = await conn.execute(select(t.c.state, func.count()).group_by(t.c.state))
             return {state: int(n) for state, n in result}
+
+    async def backlog(self, *, category: str | None = None) -> dict[str, Backlog]:
+        """Per recipient: events still waiting for its acknowledgement (dead letters apart)."""
+        t = deliveries_table
+        waiting = t.c.acknowledged_at.is_(None) & (t.c.state != "dead_lettered")
+        query = (
+            select(
+                t.c.recipient,
+                func.count().filter(waiting),
+                func.min(t.c.published_at).filter(waiting),
+                func.max(t.c.acknowledged_at),
+                func.count().filter(t.c.state == "dead_lettered"),
+            )
+            .where(t.c.published_at.is_not(None))
+            .group_by(t.c.recipient)
+        )
+        if category is not None:
+            query = query.where(t.c.category == category)
+        published, acknowledged = UtcDateTime(), UtcDateTime()
+        async with self.engine.connect() as conn:
+            dialect = conn.dialect
+            rows = (await conn.execute(query)).all()
+        return {
+            recipient: Backlog(
+                waiting=int(waiting_n),
+                oldest=published.process_result_value(oldest, dialect),
+                last_receipt=acknowledged.process_result_value(last, dialect),
+                dead_lettered=int(dead),
+            )
+            for recipient, waiting_n, oldest, last, dead in rows
+        }
 
     # -- the upserts ----------------------------------------------------------------------------
 

@@ -20,18 +20,21 @@ from hub.envelope import dump_reply
 from hub.errors import ConfigError
 from hub.ingest import Clock, Ingest, utc_now
 from hub.ledger import Ledger
+from hub.metrics import HubMetrics, middleware
+from hub.natsd import free_port
 from hub.projection import Projector, ReceiptTime, stored_at
 from hub.reconcile import report_missing
 from hub.registry import Registry
 from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
+from hub.web import WebState, serve_web, web_app
 
 log = logging.getLogger(__name__)
 
 INGEST_WORKERS = 64  # concurrent ingest requests; each waits for a JetStream write
 
 
-def new_broker(settings: HubSettings) -> NatsBroker:
-    """A FastStream broker for the hub's NATS servers."""
+def new_broker(settings: HubSettings, metrics: HubMetrics | None = None) -> NatsBroker:
+    """A FastStream broker for the hub's NATS servers (reporting to ``metrics`` if given)."""
     if not settings.nats_url:
         raise ConfigError(
             "HUB_NATS_URL", "the hub needs a NATS URL (hub up starts an embedded one)"
@@ -43,6 +46,7 @@ def new_broker(settings: HubSettings) -> NatsBroker:
         reconnect_time_wait=1,
         logger=logging.getLogger("hub.broker"),
         apply_types=False,  # the handler takes the raw request: no per-message casting
+        middlewares=[middleware(metrics)] if metrics is not None else [],
     )
 
 
@@ -85,6 +89,8 @@ class Hub:
     broker: NatsBroker
     js: JetStreamContext
     ledger: Ledger
+    metrics: HubMetrics
+    web_url: str
 
 
 @asynccontextmanager
@@ -103,26 +109,31 @@ async def running_hub(
     async with AsyncExitStack() as stack:
         if ledger is None:
             ledger = await stack.enter_async_context(Ledger.open(settings.ledger_database))
-        broker = new_broker(settings)
+        metrics = HubMetrics()
+        broker = new_broker(settings, metrics)
         await broker.connect()
         stack.push_async_callback(_stop_broker, broker)
         js = broker.connection.jetstream(timeout=settings.request_timeout_s)
         await ensure_streams(js, settings)
         await ensure_consumers(js, settings, (o.id for o in registry.organisations))
-        ingest = Ingest(settings, registry, JetStreamStore(js, settings.request_timeout_s), clock)
-        register_ingest(broker, settings, ingest)
+        store = JetStreamStore(js, settings.request_timeout_s)
+        register_ingest(broker, settings, Ingest(settings, registry, store, clock, metrics))
         await broker.start()
+        web_port = settings.web_port or free_port(settings.web_host)
+        web = web_app(WebState(settings, registry, ledger, metrics, broker.connection, clock))
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(FanOut(js, settings).run(stop))
             tasks.create_task(Projector(js, settings, ledger, receipt_time=receipt_time).run(stop))
             tasks.create_task(DeadLetters(js, settings).run(stop))
             tasks.create_task(report_missing(js, settings.wire, ledger))
-            log.info("hub.ready", extra={"url": settings.nats_url, "orgs": len(registry)})
+            tasks.create_task(serve_web(web, settings.web_host, web_port, stop))
+            web_url = f"http://{settings.web_host}:{web_port}"
+            log.info("hub.ready", extra={"url": settings.nats_url, "web": web_url})
             try:
-                yield Hub(settings, registry, broker, js, ledger)
+                yield Hub(settings, registry, broker, js, ledger, metrics, web_url)
             finally:
-                stop.set()  # fan-out and ledger finish their batch; the task group waits
+                stop.set()  # every loop finishes its batch; the task group waits for them
 
 
 async def _stop_broker(broker: NatsBroker) -> None:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
 HEADROOM_BYTES = 64 * 1024  # headers: the recipient list of a large county, ids, times
+MAX_RECIPIENTS = 100_000  # China has about 2,800 county-level units and 38,000 townships
 READ_TIMEOUT_S = 10.0  # a stream read stalls this long only if the server stops answering
 
 
@@ -45,6 +46,7 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
         max_age: float | None = None,
         any_size: bool = False,
         max_msg_size: int | None = None,
+        max_consumers: int | None = None,
     ) -> StreamConfig:
         return StreamConfig(
             name=name,
@@ -61,6 +63,7 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
             else max_msg_size or settings.max_event_bytes + HEADROOM_BYTES,
             allow_direct=True,
             max_age=max_age,
+            max_consumers=max_consumers,
         )
 
     return [
@@ -71,6 +74,8 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
             "各接收单位的投递包（按发布顺序）",
             max_age=90 * DAY_S,
             max_msg_size=bundle_bytes(settings) + HEADROOM_BYTES,
+            # one consumer per organisation: past JetStream's default cap of 1,000 in a province
+            max_consumers=MAX_RECIPIENTS,
         ),
         config(w.receipts_stream, f"{w.root}.receipts.>", "接收单位的签收和死信回执"),
         config(w.quarantine_stream, f"{w.root}.quarantine.>", "被拒收的消息及原因", any_size=True),

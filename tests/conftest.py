@@ -44,6 +44,7 @@ def settings(nats_server: NatsServer, tmp_path: Path) -> HubSettings:
     return HubSettings(
         nats_url=nats_server.url,
         data_dir=tmp_path,
+        web_port=0,
         subject_root=f"t{uuid.uuid4().hex[:12]}",
         ack_wait_s=2.0,
         max_deliver=3,

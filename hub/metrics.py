@@ -1,0 +1,119 @@
+"""Prometheus metrics of the hub: per recipient from the ledger, hub-wide from ingest.
+
+Per recipient (refreshed from an ops snapshot at every scrape, so they equal the ledger):
+``hub_backlog_events`` (not yet acknowledged), ``hub_oldest_pending_age_seconds``,
+``hub_on_time_ratio_today``, ``hub_dead_letters`` and the gauge histogram
+``hub_delivery_lag_seconds`` of today's acknowledged deliveries. Hub-wide counters:
+``hub_events_accepted_total`` by category and ``hub_events_rejected_total`` by rule. FastStream's
+Prometheus middleware adds the broker's own message metrics to the same registry.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import GaugeHistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from hub.ops import OpsSnapshot
+
+LAG_BUCKETS = (
+    0.1,
+    0.5,
+    1.0,
+    5.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    4 * 3600.0,
+    12 * 3600.0,
+    86400.0,
+)
+
+
+class _LagHistogram(Collector):
+    """Today's delivery lag per recipient, as the last refresh saw it."""
+
+    def __init__(self) -> None:
+        self.lags: dict[str, list[float]] = {}
+
+    def collect(self) -> Iterator[GaugeHistogramMetricFamily]:
+        family = GaugeHistogramMetricFamily(
+            "hub_delivery_lag_seconds",
+            "Publication to acknowledgement of today's deliveries, per recipient",
+            labels=["recipient"],
+        )
+        for recipient, lags in sorted(self.lags.items()):
+            buckets = [(str(b), float(sum(lag <= b for lag in lags))) for b in LAG_BUCKETS]
+            buckets.append(("+Inf", float(len(lags))))
+            family.add_metric([recipient], buckets, gsum_value=sum(lags))
+        yield family
+
+
+class HubMetrics:
+    """The hub's metrics registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.accepted = Counter(
+            "hub_events_accepted", "Events accepted", ["category"], registry=self.registry
+        )
+        self.rejected = Counter(
+            "hub_events_rejected",
+            "Rejected messages, by broken rule",
+            ["rule"],
+            registry=self.registry,
+        )
+        per_recipient: dict[str, str] = {
+            "hub_backlog_events": "Events the recipient has not acknowledged (dead letters apart)",
+            "hub_oldest_pending_age_seconds": "Since the oldest unacknowledged event was published",
+            "hub_on_time_ratio_today": "Share of today's deliveries acknowledged on the day formed",
+            "hub_dead_letters": "Events the recipient could not handle (dead-lettered)",
+        }
+        self.gauges = {
+            name: Gauge(name, text, ["recipient"], registry=self.registry)
+            for name, text in per_recipient.items()
+        }
+        self._lag = _LagHistogram()
+        self.registry.register(self._lag)
+
+    def count_accepted(self, category: str) -> None:
+        """One more event accepted."""
+        self.accepted.labels(category=category).inc()
+
+    def count_rejected(self, rules: Iterable[str]) -> None:
+        """One more message rejected, counted once under each rule it broke."""
+        for rule in set(rules):
+            self.rejected.labels(rule=rule).inc()
+
+    def refresh(self, snapshot: OpsSnapshot) -> None:
+        """Set the per-recipient figures from an ops snapshot."""
+        for gauge in self.gauges.values():
+            gauge.clear()
+        for org in snapshot.orgs:
+            self.gauges["hub_backlog_events"].labels(org.org).set(org.waiting)
+            self.gauges["hub_oldest_pending_age_seconds"].labels(org.org).set(
+                org.oldest_waiting_s or 0
+            )
+            self.gauges["hub_dead_letters"].labels(org.org).set(org.dead_lettered)
+            if (rate := org.today_on_time_rate) is not None:
+                self.gauges["hub_on_time_ratio_today"].labels(org.org).set(rate)
+        lags: dict[str, list[float]] = defaultdict(list)
+        for pair in snapshot.today:
+            if (lag := pair.lag_s) is not None:
+                lags[pair.row.recipient].append(lag)
+        self._lag.lags = dict(lags)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
+
+
+def middleware(metrics: HubMetrics) -> NatsPrometheusMiddleware:
+    """FastStream's Prometheus middleware, reporting into the hub's registry."""
+    return NatsPrometheusMiddleware(registry=metrics.registry, app_name="hub")
