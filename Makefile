@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck pytest serve bench clean
+.PHONY: demo test lint typecheck pytest chromium serve bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -20,7 +20,16 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/hub serve
 
-test: lint typecheck pytest
+test: lint typecheck chromium pytest
+
+# the page tests drive Debian's Chromium through Playwright (no browser download)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "The page tests need Chromium: sudo apt-get install chromium" >&2; exit 1; \
+		fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

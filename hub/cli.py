@@ -25,27 +25,41 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
 from hub import log
+from hub.asyncapi import specification
 from hub.config import HubSettings
 from hub.demo import DemoCounty, clock_zh
 from hub.envelope import load_quarantine, peek
 from hub.errors import EventRejected, HubError, HubUnavailable
 from hub.ledger import STATE_ZH, Ledger
-from hub.natsd import NatsCluster, NatsServer
+from hub.natsd import NatsCluster, NatsServer, free_port
+from hub.ops import OpsSnapshot, ops_snapshot
 from hub.projection import rebuild
 from hub.reconcile import missing_events
-from hub.registry import KIND_ZH, Registry, load_registry
-from hub.report_output import Format, category_zh, rate_zh, render_daily, render_org, time_zh
+from hub.registry import KIND_ZH, OrgKind, Registry, load_registry
+from hub.report_output import (
+    Format,
+    category_zh,
+    duration_zh,
+    rate_zh,
+    render_daily,
+    render_org,
+    time_zh,
+)
 from hub.reports import daily_report, org_report
 from hub.samples import PAYLOADS, sample_event
-from hub.service import running_hub, serve
+from hub.service import Hub, running_hub, serve
 from hub.timeliness import shanghai_day
 from schemas.delivery import DeliveryBundle
 from schemas.envelope import CATEGORIES, DELIVERED, Event, summary_zh
 from subscribers.connection import connect
+from subscribers.dashboard import dashboard_app
+from subscribers.inbox import Inbox
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery, Recipient
+from subscribers.serving import serve_asgi
 
 app = typer.Typer(
     help="执法协作信息共享枢纽 (enforcement information-sharing hub)", no_args_is_help=True
@@ -114,6 +128,13 @@ def _url(settings: HubSettings) -> str:
         raise typer.Exit(2) from None
 
 
+def _known(registry: Registry, org: str) -> None:
+    """Exit 2 unless ``org`` is in the registry."""
+    if org not in registry:
+        typer.echo(f"错误：{org} 不在组织登记簿中", err=True)
+        raise typer.Exit(2)
+
+
 def _registry(settings: HubSettings) -> Registry:
     try:
         return load_registry(settings.registry)
@@ -165,21 +186,43 @@ def up(
                     where = f"{cluster} 节点集群，流复制 {cluster} 份" if cluster else "单节点"
                     typer.echo(f"枢纽已启动：{server.url}（{where}）")
                     typer.echo(f"数据目录 {settings.data_dir}（日志 hub.log）")
+                    typer.echo(f"运维监控：{hub.web_url}/ops（指标 /metrics，接口文档 /asyncapi）")
                     typer.echo(
                         "另开终端：hub tail --as renqiu-chuan；"
-                        f"hub publish 事件.json --as {county}-scjg"
+                        f"hub publish 事件.json --as {county}-scjg；hub lag"
                     )
                     if demo:
-                        await DemoCounty(running, registry, typer.echo, county=county).run(
-                            stop, interval_s=interval, rounds=rounds
-                        )
-                        typer.echo(await _today_in_the_ledger(hub.ledger, registry))
+                        await _demo(hub, registry, county, stop, interval, rounds)
                     else:
                         await stop.wait()
             finally:
                 running.url_file.unlink(missing_ok=True)
 
     _run(work)
+
+
+async def _demo(
+    hub: Hub, registry: Registry, county: str, stop: asyncio.Event, interval: float, rounds: int
+) -> None:
+    """The demo county, with the dashboard of its first township served beside the ops page."""
+    settings = hub.settings
+    township = next(
+        o for o in registry.members(county) if o.kind in (OrgKind.TOWNSHIP, OrgKind.STREET)
+    )
+    inbox = await Inbox.open(settings.data_dir / f"inbox-{township.id}.sqlite3", township.id)
+    port = free_port(settings.web_host)
+    page = dashboard_app(inbox, township.name, registry.name)
+    typer.echo(f"{township.name}的页面：http://{settings.web_host}:{port}/")
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            served = asyncio.Event()
+            tasks.create_task(serve_asgi(page, settings.web_host, port, served))
+            demo = DemoCounty(settings, registry, typer.echo, county=county, inbox=inbox)
+            await demo.run(stop, interval_s=interval, rounds=rounds)
+            served.set()
+        typer.echo(await _today_in_the_ledger(hub.ledger, registry))
+    finally:
+        await inbox.close()
 
 
 async def _today_in_the_ledger(ledger: Ledger, registry: Registry) -> str:
@@ -298,9 +341,7 @@ def tail(
     """Show what is delivered to an organisation, as it arrives."""
     settings = _settings(ctx)
     registry = _registry(settings)
-    if org not in registry:
-        typer.echo(f"错误：{org} 不在组织登记簿中", err=True)
-        raise typer.Exit(2)
+    _known(registry, org)
     url = _url(settings)
 
     async def work(stop: asyncio.Event) -> None:
@@ -494,9 +535,7 @@ def report_org(
     """Art. 23: one organisation as publisher and as recipient, with its late and open items."""
     settings = _settings(ctx)
     registry = _registry(settings)
-    if org not in registry:
-        typer.echo(f"错误：{org} 不在组织登记簿中", err=True)
-        raise typer.Exit(2)
+    _known(registry, org)
     now = _moment(at)
 
     async def work(stop: asyncio.Event) -> str:
@@ -579,3 +618,106 @@ def ledger_check(ctx: typer.Context) -> None:
         return 1
 
     raise typer.Exit(_run(work))
+
+
+# -- ops ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def lag(
+    ctx: typer.Context,
+    county: Annotated[str | None, typer.Option(help="只看某县（县 id）")] = None,
+    category: Annotated[str | None, typer.Option(help="只看某类信息")] = None,
+    all_orgs: Annotated[bool, typer.Option("--all", help="也列出没有待签收事件的单位")] = False,
+) -> None:
+    """Print each organisation's backlog: events waiting for its acknowledgement, oldest first."""
+    settings = _settings(ctx)
+    registry = _registry(settings)
+
+    async def work(stop: asyncio.Event) -> OpsSnapshot:
+        async with Ledger.open(settings.ledger_database) as ledger:
+            return await ops_snapshot(
+                ledger,
+                registry,
+                now=datetime.now(UTC),
+                at_risk_after=settings.at_risk_after,
+                county=county,
+                category=category,
+            )
+
+    snapshot = _run(work)
+    table = Table(title=f"各单位待签收情况（截至 {time_zh(snapshot.generated_at)}，上海时间）")
+    for header in (
+        "单位",
+        "县（市、区）",
+        "待签收",
+        "最久等待",
+        "今日应送达",
+        "今日按时率",
+        "最近签收",
+        "死信",
+    ):
+        table.add_column(
+            header, justify="right" if header in ("待签收", "今日应送达", "死信") else "left"
+        )
+    rows = sorted(snapshot.orgs, key=lambda o: (-o.waiting, -(o.oldest_waiting_s or 0), o.org))
+    for org in rows:
+        if org.waiting or org.dead_lettered or all_orgs:
+            table.add_row(
+                org.name,
+                org.county_name,
+                str(org.waiting),
+                duration_zh(org.oldest_waiting_s),
+                str(org.today_deliveries),
+                rate_zh(org.today_on_time_rate),
+                time_zh(org.last_receipt),
+                str(org.dead_lettered),
+            )
+    Console().print(table)
+    waiting = sum(o.waiting for o in snapshot.orgs)
+    typer.echo(f"合计待签收 {waiting} 件；当日未签收风险单位 {len(snapshot.at_risk)} 个")
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    org: OrgOption,
+    port: Annotated[int, typer.Option(help="网页端口")] = 8081,
+    host: Annotated[str, typer.Option(help="网页地址")] = "127.0.0.1",
+) -> None:
+    """Receive as an organisation (acknowledging) and serve its own dashboard page."""
+    settings = _settings(ctx)
+    registry = _registry(settings)
+    _known(registry, org)
+    url = _url(settings)
+    log.configure(settings.log_level, file=settings.data_dir / f"dashboard-{org}.log")
+
+    async def work(stop: asyncio.Event) -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        inbox = await Inbox.open(settings.data_dir / f"inbox-{org}.sqlite3", org)
+        nc = await connect(url, name=f"hub-dashboard-{org}")
+        try:
+            app_ = dashboard_app(inbox, registry.name(org), registry.name)
+            typer.echo(f"{registry.name(org)} 的页面：http://{host}:{port}/（Ctrl-C 退出）")
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(serve_asgi(app_, host, port, stop))
+                tasks.create_task(Recipient(nc, org, wire=settings.wire).run(inbox.record, stop))
+        finally:
+            await nc.drain()
+            await inbox.close()
+
+    _run(work)
+
+
+asyncapi_app = typer.Typer(help="消息接口文档 (AsyncAPI)", no_args_is_help=True)
+app.add_typer(asyncapi_app, name="asyncapi")
+
+
+@asyncapi_app.command("export")
+def asyncapi_export(
+    ctx: typer.Context, file: Annotated[Path, typer.Argument(help="输出文件（JSON）")]
+) -> None:
+    """Write the hub's AsyncAPI 3.0 document (channels and message schemas)."""
+    document = specification(_settings(ctx))
+    file.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"{file}：{len(document['channels'])} 个通道")

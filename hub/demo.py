@@ -21,6 +21,7 @@ from hub.registry import OrgKind, Registry
 from hub.samples import RENQIU_PUBLISHERS, SHANGHAI, sample_event
 from schemas.envelope import CATEGORIES, DELIVERED, EVENT_ADAPTER, Event, summary_zh
 from subscribers.connection import connect
+from subscribers.inbox import Inbox
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery, Recipient
 
@@ -37,9 +38,16 @@ class DemoCounty:
     """Runs the demo traffic of one county."""
 
     def __init__(
-        self, settings: HubSettings, registry: Registry, emit: Emit, *, county: str = "renqiu"
+        self,
+        settings: HubSettings,
+        registry: Registry,
+        emit: Emit,
+        *,
+        county: str = "renqiu",
+        inbox: Inbox | None = None,
     ) -> None:
         self.settings, self.registry, self.emit, self.county = settings, registry, emit, county
+        self.inbox = inbox  # one organisation's dashboard inbox, filled by its handler
         self.received: dict[str, set[str]] = defaultdict(set)
         self.redacted: dict[str, set[str]] = defaultdict(set)
         self.changed = asyncio.Condition()
@@ -69,6 +77,8 @@ class DemoCounty:
 
     def _handler(self, org: str) -> Callable[[Event, Delivery], asyncio.Future[None]]:
         async def handle(event: Event, delivery: Delivery) -> None:
+            if self.inbox is not None and self.inbox.org == org:
+                await self.inbox.record(event, delivery)
             async with self.changed:
                 self.received[event.key].add(org)
                 if delivery.redacted:

@@ -65,8 +65,32 @@ class ClusterSpec:
     routes: tuple[str, ...]
 
 
+class _Running:
+    """``async with`` starts and stops it."""
+
+    async def start(self) -> None:
+        """Start."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Stop."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
 @dataclass
-class NatsServer:
+class NatsServer(_Running):
     """One nats-server process with JetStream on a loopback port."""
 
     store_dir: Path
@@ -202,18 +226,6 @@ class NatsServer:
         document: dict[str, Any] = json.loads(body)
         return document
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
 
 async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
     """GET a monitoring URL on loopback (in a thread: urllib blocks), returning status and body."""
@@ -229,7 +241,7 @@ async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
 
 
 @dataclass
-class NatsCluster:
+class NatsCluster(_Running):
     """A local cluster of nats-server processes on loopback: JetStream replicated across them."""
 
     store_dir: Path
@@ -273,15 +285,3 @@ class NatsCluster:
     async def stop(self) -> None:
         """Stop every node."""
         await asyncio.gather(*(node.stop() for node in self.nodes))
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -26,7 +26,8 @@ from hub.projection import Projector, ReceiptTime, stored_at
 from hub.reconcile import report_missing
 from hub.registry import Registry
 from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
-from hub.web import WebState, serve_web, web_app
+from hub.web import WebState, web_app
+from subscribers.serving import serve_asgi
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ async def running_hub(
             tasks.create_task(Projector(js, settings, ledger, receipt_time=receipt_time).run(stop))
             tasks.create_task(DeadLetters(js, settings).run(stop))
             tasks.create_task(report_missing(js, settings.wire, ledger))
-            tasks.create_task(serve_web(web, settings.web_host, web_port, stop))
+            tasks.create_task(serve_asgi(web, settings.web_host, web_port, stop))
             web_url = f"http://{settings.web_host}:{web_port}"
             log.info("hub.ready", extra={"url": settings.nats_url, "web": web_url})
             try:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Generator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any
 
 import nats.errors
-import uvicorn
 from faststream.specification.asyncapi.site import get_asyncapi_html
 from nats.aio.client import Client
 from sqlalchemy import text
@@ -150,24 +148,3 @@ def ops_document(snapshot: OpsSnapshot, registry: Registry) -> dict[str, Any]:
         "at_risk": [asdict(a) | {"oldest_formed": when(a.oldest_formed)} for a in snapshot.at_risk],
         "lag_by_hour": [asdict(h) for h in snapshot.lag_by_hour],
     }
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside the hub: the hub, not uvicorn, owns SIGINT and SIGTERM."""
-
-    @contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-async def serve_web(app: Starlette, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve ``app`` until ``stop`` is set."""
-    server = _EmbeddedServer(
-        uvicorn.Config(
-            app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
-        )
-    )
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(server.serve())
-        await stop.wait()
-        server.should_exit = True  # the task group waits for uvicorn to finish

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from hub.config import HubSettings
+from hub.ledger import EventRecord, ReceiptRecord
 from hub.service import Hub
 from hub.streams import read_stream
 from schemas.delivery import DeliveryBundle
 from schemas.envelope import DELIVERED, Event
-from schemas.receipt import Receipt, ReceiptBatch
+from schemas.receipt import Receipt, ReceiptBatch, ReceiptStatus
 from subscribers.recipient import Delivery, Recipient
 
 
@@ -115,3 +120,80 @@ async def _events_in_bundles(hub: Hub) -> int:
             len(DeliveryBundle.model_validate_json(m.data, context=DELIVERED).items) for m in msgs
         )
     return total
+
+
+async def run_hub(
+    settings: HubSettings, *args: str, deadline_s: float = 60, **env: str
+) -> tuple[int, str, str]:
+    environment = {
+        **os.environ,
+        "HUB_NATS_URL": settings.nats_url or "",
+        "HUB_SUBJECT_ROOT": settings.subject_root,
+        "HUB_DATA_DIR": str(settings.data_dir),
+        **env,
+    }
+    process = await asyncio.create_subprocess_exec(
+        HUB, *args, env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(deadline_s):
+        out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+PUBLISHER, RECIPIENT = "renqiu-scjg", "renqiu-chuan"
+
+
+def at(moment: str) -> datetime:
+    return datetime.fromisoformat(moment)
+
+
+def event(
+    formed: str,
+    published: str,
+    *,
+    key: str = f"{PUBLISHER}/e1",
+    recipients: tuple[str, ...] = (RECIPIENT,),
+    seq: int = 1,
+) -> EventRecord:
+    source, _, event_id = key.partition("/")
+    return EventRecord(
+        key=key,
+        source=source,
+        event_id=event_id,
+        category="permit",
+        type="permit.v1",
+        formed_at=at(formed),
+        published_at=at(published),
+        events_seq=seq,
+        recipients=recipients,
+        summary="任丘市鸿运食品有限公司 食品经营许可 准予许可",
+    )
+
+
+def receipt(
+    when: str,
+    *,
+    status: ReceiptStatus = "acknowledged",
+    key: str = f"{PUBLISHER}/e1",
+    recipient: str = RECIPIENT,
+    attempt: int = 1,
+    seq: int = 1,
+) -> ReceiptRecord:
+    source, _, event_id = key.partition("/")
+    stored = at(when)
+    body = Receipt(
+        event_source=source,
+        event_id=event_id,
+        recipient=recipient,
+        status=status,
+        delivery_seq=seq,
+        deliveries=attempt,
+        received_at=stored,
+        finished_at=stored,
+        reason=None if status == "acknowledged" else "RuntimeError: 数据库不可用",
+        agent="tests",
+    )
+    return ReceiptRecord(body, stored, seq)
+
+
+HUB = str(Path(sys.executable).parent / "hub")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,29 +15,9 @@ from hub.service import Hub
 from hub.timeliness import shanghai_day
 from schemas.envelope import EVENT_TYPES
 from subscribers.publisher import Publisher
-from tests.helpers import eventually, receiving
+from tests.helpers import eventually, receiving, run_hub
 
 pytestmark = pytest.mark.connected
-
-HUB = str(Path(sys.executable).parent / "hub")
-
-
-async def run_hub(
-    settings: HubSettings, *args: str, deadline_s: float = 60, **env: str
-) -> tuple[int, str, str]:
-    environment = {
-        **os.environ,
-        "HUB_NATS_URL": settings.nats_url or "",
-        "HUB_SUBJECT_ROOT": settings.subject_root,
-        "HUB_DATA_DIR": str(settings.data_dir),
-        **env,
-    }
-    process = await asyncio.create_subprocess_exec(
-        HUB, *args, env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    async with asyncio.timeout(deadline_s):
-        out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
 
 
 def write_event(tmp_path: Path, event: dict[str, object]) -> Path:

@@ -2,68 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
-from hub.ledger import EventRecord, Ledger, ReceiptRecord
+from hub.ledger import Ledger
 from hub.registry import Registry
 from hub.reports import daily_report, org_report
 from hub.timeliness import Verdict, judge
-from schemas.receipt import Receipt, ReceiptStatus
-
-PUBLISHER, RECIPIENT = "renqiu-scjg", "renqiu-chuan"
-
-
-def at(moment: str) -> datetime:
-    return datetime.fromisoformat(moment)
-
-
-def event(
-    formed: str,
-    published: str,
-    *,
-    key: str = f"{PUBLISHER}/e1",
-    recipients: tuple[str, ...] = (RECIPIENT,),
-    seq: int = 1,
-) -> EventRecord:
-    source, _, event_id = key.partition("/")
-    return EventRecord(
-        key=key,
-        source=source,
-        event_id=event_id,
-        category="permit",
-        type="permit.v1",
-        formed_at=at(formed),
-        published_at=at(published),
-        events_seq=seq,
-        recipients=recipients,
-        summary="任丘市鸿运食品有限公司 食品经营许可 准予许可",
-    )
-
-
-def receipt(
-    when: str,
-    *,
-    status: ReceiptStatus = "acknowledged",
-    key: str = f"{PUBLISHER}/e1",
-    recipient: str = RECIPIENT,
-    attempt: int = 1,
-    seq: int = 1,
-) -> ReceiptRecord:
-    source, _, event_id = key.partition("/")
-    stored = at(when)
-    body = Receipt(
-        event_source=source,
-        event_id=event_id,
-        recipient=recipient,
-        status=status,
-        delivery_seq=seq,
-        deliveries=attempt,
-        received_at=stored,
-        finished_at=stored,
-        reason=None if status == "acknowledged" else "RuntimeError: 数据库不可用",
-        agent="tests",
-    )
-    return ReceiptRecord(body, stored, seq)
+from tests.helpers import PUBLISHER, RECIPIENT, at, event, receipt
 
 
 async def only_pair(ledger: Ledger, day: str) -> Verdict:

@@ -1,0 +1,203 @@
+"""A township's (or department's) own record of what was shared with it: a local SQLite inbox.
+
+The dashboard reads it; a recipient handler writes it::
+
+    inbox = await Inbox.open(Path("inbox.sqlite3"), "renqiu-chuan")
+    await Recipient(nc, "renqiu-chuan").run(inbox.record, stop)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from pydantic import BaseModel
+
+from hub.timeliness import SHANGHAI, end_of_day, shanghai_day
+from schemas.envelope import CATEGORIES, Event, summary_zh
+from subscribers.recipient import Delivery
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    key TEXT PRIMARY KEY,
+    category TEXT NOT NULL,
+    source TEXT NOT NULL,
+    formed_at TEXT NOT NULL,
+    published_at TEXT NOT NULL,
+    handled_at TEXT NOT NULL,
+    redacted INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbox_newest ON inbox (published_at DESC);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event as the inbox keeps it."""
+
+    key: str
+    category: str
+    source: str
+    formed_at: datetime
+    published_at: datetime
+    handled_at: datetime
+    redacted: bool
+    summary: str
+    event: dict[str, Any]
+
+    @property
+    def on_time(self) -> bool:
+        """Handled before the end of the Shanghai day on which it was formed (Art. 16)."""
+        return self.handled_at < end_of_day(shanghai_day(self.formed_at))
+
+    def listing(self) -> dict[str, Any]:
+        """The entry as the list view shows it."""
+        return {
+            "key": self.key,
+            "category": self.category,
+            "category_name": CATEGORIES[self.category].label,
+            "source": self.source,
+            "formed_at": _local(self.formed_at),
+            "published_at": _local(self.published_at),
+            "handled_at": _local(self.handled_at),
+            "on_time": self.on_time,
+            "redacted": self.redacted,
+            "summary": self.summary,
+        }
+
+
+class Inbox:
+    """The inbox of one organisation."""
+
+    def __init__(self, db: aiosqlite.Connection, org: str) -> None:
+        self.db, self.org = db, org
+
+    @classmethod
+    async def open(cls, path: Path, org: str) -> Inbox:
+        """Open (creating if needed) the inbox file."""
+        db = await aiosqlite.connect(path)
+        await db.executescript(SCHEMA)
+        await db.commit()
+        return cls(db, org)
+
+    async def close(self) -> None:
+        """Close the file."""
+        await self.db.close()
+
+    async def record(self, event: Event, delivery: Delivery) -> None:
+        """Keep one delivered event (a repeat of a key changes nothing)."""
+        await self.db.execute(
+            "INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.key,
+                event.category,
+                event.source,
+                event.time.astimezone(UTC).isoformat(),
+                delivery.published_at.astimezone(UTC).isoformat(),
+                datetime.now(UTC).isoformat(),
+                int(delivery.redacted),
+                summary_zh(event),
+                event.model_dump_json(exclude_none=True),
+            ),
+        )
+        await self.db.commit()
+
+    async def entries(self, category: str | None = None, limit: int = 200) -> list[Entry]:
+        """The newest entries first, of one category or all."""
+        query = "SELECT * FROM inbox"
+        args: tuple[Any, ...] = ()
+        if category:
+            query, args = query + " WHERE category = ?", (category,)
+        async with self.db.execute(
+            query + " ORDER BY published_at DESC LIMIT ?", (*args, limit)
+        ) as rows:
+            return [_entry(row) async for row in rows]
+
+    async def entry(self, key: str) -> Entry | None:
+        """One entry by its key."""
+        async with self.db.execute("SELECT * FROM inbox WHERE key = ?", (key,)) as rows:
+            row = await rows.fetchone()
+        return _entry(row) if row else None
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """Per category: received, handled on time, late."""
+        found: dict[str, dict[str, int]] = {}
+        for entry in await self.entries(limit=1_000_000):
+            tally = found.setdefault(entry.category, {"received": 0, "on_time": 0, "late": 0})
+            tally["received"] += 1
+            tally["on_time" if entry.on_time else "late"] += 1
+        return found
+
+
+def _entry(row: Any) -> Entry:
+    key, category, source, formed, published, handled, redacted, summary, event = row
+    return Entry(
+        key=key,
+        category=category,
+        source=source,
+        formed_at=datetime.fromisoformat(formed),
+        published_at=datetime.fromisoformat(published),
+        handled_at=datetime.fromisoformat(handled),
+        redacted=bool(redacted),
+        summary=summary,
+        event=json.loads(event),
+    )
+
+
+def _local(moment: datetime) -> str:
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def labelled(
+    model: type[BaseModel], values: dict[str, Any], prefix: str = ""
+) -> Iterator[tuple[str, str]]:
+    """(Chinese label, value) for every field given, nested models flattened, in model order."""
+    for name, info in model.model_fields.items():
+        if name not in values:
+            continue
+        label = prefix + _label(info.description or name)
+        value = values[name]
+        annotation = info.annotation
+        inner = _model_of(annotation)
+        if inner is not None and isinstance(value, dict):
+            yield from labelled(inner, value, f"{label} · ")
+        elif inner is not None and isinstance(value, list):
+            for index, item in enumerate(value, 1):
+                yield from labelled(inner, item, f"{label} {index} · ")
+        else:
+            yield label, _text(value)
+
+
+def _label(description: str) -> str:
+    """The head of a field description: "动作：granted …" → "动作"."""
+    for stop in ("：", "（", "，"):
+        description = description.split(stop, 1)[0]
+    return description
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+        for inner in getattr(candidate, "__args__", ()):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner
+    return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return "、".join(_text(v) for v in value)
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    return str(value)

@@ -1,0 +1,181 @@
+"""Ops: metrics that equal the ledger, health, the at-risk rule, `hub lag`, AsyncAPI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.aio.client import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from hub.asyncapi import specification
+from hub.config import HubSettings
+from hub.ledger import Ledger
+from hub.ops import ops_snapshot
+from hub.registry import Registry
+from hub.samples import sample_event
+from hub.service import Hub
+from subscribers.publisher import Publisher
+from tests.helpers import event, eventually, receipt, receiving, run_hub
+
+pytestmark = pytest.mark.connected
+
+TARGETS = ("renqiu-qingta", "renqiu-beihan", "renqiu-chuan", "renqiu-yucun")
+ONLINE = ["renqiu-qingta", "renqiu-chuan"]
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+async def scrape(hub: Hub, path: str = "/metrics") -> httpx.Response:
+    async with httpx.AsyncClient(base_url=hub.web_url, timeout=10) as client:
+        return await client.get(path)
+
+
+async def _ledger_counts(hub: Hub, expected: dict[str, int]) -> bool:
+    return await hub.ledger.counts() == expected
+
+
+async def test_backlog_gauge_is_publications_times_recipients_minus_acknowledgements(
+    hub: Hub, nc: Client
+) -> None:
+    publisher = Publisher(nc, "renqiu-scjg", wire=hub.settings.wire)
+    n, m = 5, len(TARGETS)
+    for i in range(n):
+        await publisher.publish(
+            sample_event("other", "renqiu-scjg", datetime.now(UTC), i, recipients=TARGETS)
+        )
+    async with receiving(nc, hub.settings, ONLINE):
+        k = n * len(ONLINE)
+        await eventually(
+            lambda: _ledger_counts(hub, {"acknowledged": k, "pending": n * m - k}), within=20
+        )
+    text = (await scrape(hub)).text
+    backlog = samples(text, "hub_backlog_events")
+    assert sum(backlog.values()) == n * m - k
+    assert backlog[(("recipient", "renqiu-beihan"),)] == n
+    assert backlog[(("recipient", "renqiu-chuan"),)] == 0
+    assert samples(text, "hub_events_accepted_total") == {(("category", "other"),): n}
+    lag_count = samples(text, "hub_delivery_lag_seconds_gcount")
+    assert lag_count[(("recipient", "renqiu-chuan"),)] == n
+    assert samples(text, "hub_on_time_ratio_today")[(("recipient", "renqiu-qingta"),)] == 1.0
+    assert samples(text, "hub_oldest_pending_age_seconds")[(("recipient", "renqiu-yucun"),)] > 0
+
+
+async def test_rejections_are_counted_by_the_rule_they_broke(hub: Hub, nc: Client) -> None:
+    bad = sample_event("permit", "renqiu-scjg", datetime.now(UTC))
+    bad["data"]["entity_uscc"] = "91130982MA0D4XXK3Y"
+    reply = await nc.request(
+        hub.settings.wire.ingest("renqiu-scjg"), json.dumps(bad).encode(), timeout=5
+    )
+    assert b"rejected" in reply.data
+    rejected = samples((await scrape(hub)).text, "hub_events_rejected_total")
+    assert rejected == {(("rule", "uscc_check_character"),): 1}
+
+
+async def test_faststream_reports_its_own_message_metrics(hub: Hub, nc: Client) -> None:
+    event = sample_event("other", "renqiu-scjg", datetime.now(UTC), recipients=("renqiu-chuan",))
+    await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(event)
+    text = (await scrape(hub)).text
+    assert "faststream_received_messages_total" in text
+
+
+async def test_health_and_readiness(hub: Hub) -> None:
+    assert (await scrape(hub, "/healthz")).json() == {"status": "ok"}
+    ready = await scrape(hub, "/readyz")
+    assert ready.status_code == 200 and ready.json() == {"nats": True, "ledger": True}
+
+
+async def test_a_recipient_offline_in_the_evening_is_at_risk(
+    tmp_path: Path, registry: Registry
+) -> None:
+    async with Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite3'}") as ledger:
+        await ledger.apply(
+            [
+                event(
+                    "2025-09-30T09:00:00+08:00",
+                    "2025-09-30T09:00:01+08:00",
+                    recipients=("renqiu-chuan", "renqiu-beihan"),
+                )
+            ],
+            [receipt("2025-09-30T09:00:05+08:00", recipient="renqiu-chuan")],
+        )
+        afternoon = await ops_snapshot(
+            ledger,
+            registry,
+            now=datetime.fromisoformat("2025-09-30T16:00:00+08:00"),
+            at_risk_after=time(20),
+        )
+        evening = await ops_snapshot(
+            ledger,
+            registry,
+            now=datetime.fromisoformat("2025-09-30T21:30:00+08:00"),
+            at_risk_after=time(20),
+        )
+    assert (afternoon.at_risk_active, afternoon.at_risk) == (False, [])
+    assert evening.at_risk_active
+    (risk,) = evening.at_risk
+    assert (risk.org, risk.name, risk.events) == ("renqiu-beihan", "任丘市北汉乡人民政府", 1)
+    beihan = next(o for o in evening.orgs if o.org == "renqiu-beihan")
+    assert beihan.waiting == 1 and beihan.oldest_waiting_s == pytest.approx(12.5 * 3600 - 1)
+    assert evening.day == date(2025, 9, 30)
+
+
+async def test_ops_data_filters_by_county_and_category(hub: Hub, nc: Client) -> None:
+    event_ = sample_event("other", "renqiu-scjg", datetime.now(UTC), recipients=("renqiu-beihan",))
+    await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(event_)
+    await eventually(lambda: _ledger_counts(hub, {"pending": 1}))
+    renqiu = (await scrape(hub, "/api/ops?county=renqiu")).json()
+    qingxian = (await scrape(hub, "/api/ops?county=qingxian")).json()
+    permits = (await scrape(hub, "/api/ops?county=renqiu&category=permit")).json()
+    assert {o["county"] for o in renqiu["orgs"]} == {"renqiu"}
+    assert next(o for o in renqiu["orgs"] if o["org"] == "renqiu-beihan")["waiting"] == 1
+    assert all(o["waiting"] == 0 for o in qingxian["orgs"])
+    assert next(o for o in permits["orgs"] if o["org"] == "renqiu-beihan")["waiting"] == 0
+    assert {c["id"] for c in renqiu["categories"]} >= {"permit", "other"}
+
+
+async def test_hub_lag_prints_the_backlog_of_each_organisation(hub: Hub, nc: Client) -> None:
+    event_ = sample_event(
+        "other", "renqiu-scjg", datetime.now(UTC), recipients=("renqiu-beihan", "renqiu-yucun")
+    )
+    await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(event_)
+    await eventually(lambda: _ledger_counts(hub, {"pending": 2}))
+    code, out, err = await run_hub(hub.settings, "lag")
+    assert code == 0, err
+    assert "任丘市北汉乡人民政府" in out and "任丘市于村镇人民政府" in out
+    assert "合计待签收 2 件" in out
+
+
+async def test_asyncapi_documents_the_channels_of_the_wire(
+    settings: HubSettings, tmp_path: Path
+) -> None:
+    code, _, err = await run_hub(settings, "asyncapi", "export", str(tmp_path / "asyncapi.json"))
+    assert code == 0, err
+    document = json.loads((tmp_path / "asyncapi.json").read_text(encoding="utf-8"))
+    assert document == specification(settings)
+    addresses = {c["address"] for c in document["channels"].values()}
+    wire = settings.wire
+    assert {
+        wire.ingest("{org}"),
+        wire.deliver("{org}"),
+        wire.receipts("{org}"),
+        wire.quarantine("{org}"),
+    } <= addresses
+    assert "PermitEvent" in document["components"]["schemas"]
+    assert "DeliveryBundle" in document["components"]["schemas"]
+
+
+async def test_the_hub_serves_its_asyncapi_document(hub: Hub) -> None:
+    served = (await scrape(hub, "/asyncapi.json")).json()
+    assert served == specification(hub.settings)
+    assert served["channels"]["ingest"]["address"] == hub.settings.wire.ingest("{org}")

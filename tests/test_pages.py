@@ -1,0 +1,161 @@
+"""The ops page and the township dashboard in headless Chromium (Debian's package, via Playwright).
+
+Screenshots of both pages are kept in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from hub.config import HubSettings
+from hub.ledger import Ledger
+from hub.natsd import free_port
+from hub.registry import Registry
+from hub.samples import sample_event
+from subscribers.dashboard import dashboard_app
+from subscribers.inbox import Inbox
+from subscribers.publisher import Publisher
+from subscribers.recipient import Recipient
+from subscribers.serving import serve_asgi
+from tests.conftest import hub_running
+from tests.helpers import eventually, receiving
+
+pytestmark = pytest.mark.connected
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    if not HAVE_CHROMIUM:
+        pytest.fail("Chromium is missing: `make test` installs Debian's chromium package (apt-get)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def new_page(browser: Browser) -> Page:
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
+    page.set_default_timeout(15_000)
+    return page
+
+
+async def test_ops_page_shows_who_is_behind_who_is_at_risk_and_the_lag_chart(
+    settings: HubSettings, registry: Registry, nc: Client, browser: Browser
+) -> None:
+    evening = settings.model_copy(update={"at_risk_after": time(0, 0)})  # every open event counts
+    async with hub_running(evening, registry) as hub:
+        publisher = Publisher(nc, "renqiu-scjg", wire=settings.wire)
+        now = datetime.now(UTC)
+        for n in range(3):
+            await publisher.publish(
+                sample_event(
+                    "other", "renqiu-scjg", now, n, recipients=("renqiu-beihan", "renqiu-chuan")
+                )
+            )
+        async with receiving(nc, settings, ["renqiu-chuan"]):
+            await eventually(
+                lambda: _counts(hub.ledger, {"acknowledged": 3, "pending": 3}), within=20
+            )
+        page = await new_page(browser)
+        await page.goto(f"{hub.web_url}/ops")
+        await expect(page.locator("body[data-loaded=yes]")).to_have_count(1)
+        risk = page.locator("#at-risk tbody tr")
+        await expect(risk).to_have_count(1)
+        await expect(risk.first).to_contain_text("任丘市北汉乡人民政府")
+        await expect(risk.first).to_contain_text("3")
+        beihan = page.locator('#orgs tbody tr[data-org="renqiu-beihan"] td')
+        await expect(beihan.nth(3)).to_have_text("3")  # waiting
+        chuan = page.locator('#orgs tbody tr[data-org="renqiu-chuan"] td')
+        await expect(chuan.nth(6)).to_have_text("100.0%")  # today's on-time rate
+        await expect(page.locator("#lag-chart rect")).to_have_count(1)
+        await expect(page.locator("#total-waiting")).to_have_text("3")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "ops.png"), full_page=True)
+        await page.select_option("#county", "qingxian")
+        await expect(page.locator('#orgs tbody tr[data-org="renqiu-beihan"]')).to_have_count(0)
+        await expect(page.locator("#at-risk tbody tr")).to_have_count(0)
+        await expect(page.locator("#orgs tbody tr").first).to_contain_text("青县")
+        await page.close()
+
+
+async def _counts(ledger: Ledger, expected: dict[str, int]) -> bool:
+    return await ledger.counts() == expected
+
+
+async def test_township_dashboard_lists_what_it_received_and_shows_one_event(
+    settings: HubSettings, registry: Registry, nc: Client, browser: Browser, tmp_path: Path
+) -> None:
+    async with hub_running(settings, registry):
+        inbox = await Inbox.open(tmp_path / "inbox.sqlite3", "renqiu-chuan")
+        port, stop = free_port(), asyncio.Event()
+        app = dashboard_app(inbox, registry.name("renqiu-chuan"), registry.name)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(serve_asgi(app, "127.0.0.1", port, stop))
+                tasks.create_task(
+                    Recipient(nc, "renqiu-chuan", wire=settings.wire).run(inbox.record, stop)
+                )
+                now = datetime.now(UTC)
+                for category in ("law_change", "permit", "other"):
+                    event = sample_event(category, "renqiu-scjg", now, recipients=("renqiu-chuan",))
+                    await Publisher(nc, "renqiu-scjg", wire=settings.wire).publish(event)
+                await eventually(lambda: _received(inbox, 3), within=20)
+                page = await new_page(browser)
+                await page.goto(f"http://127.0.0.1:{port}/")
+                await expect(page.locator("body[data-loaded=yes]")).to_have_count(1)
+                await expect(page.locator("#org-name")).to_have_text(
+                    "任丘市出岸镇人民政府 · 收到的共享信息"
+                )
+                rows = page.locator("#entries tbody tr")
+                await expect(rows).to_have_count(3)
+                await expect(rows.first).to_contain_text("其他需要共享的执法信息")  # newest first
+                await expect(rows.nth(1)).to_contain_text(
+                    "任丘市鸿运食品有限公司 食品经营许可 准予许可"
+                )
+                await expect(rows.first).to_contain_text("当日签收")
+                await expect(
+                    page.locator('nav button[data-category="permit"] .count')
+                ).to_have_text("1")
+                await page.locator('nav button[data-category="permit"]').click()
+                await expect(rows).to_have_count(1)
+                ARTIFACTS.mkdir(exist_ok=True)
+                await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+                await rows.first.click()
+                fields = page.locator("#fields")
+                await expect(fields).to_contain_text("统一社会信用代码")
+                await expect(fields).to_contain_text("91130982MA0D4XXK3L")
+                await expect(fields).to_contain_text("发布单位")
+                await page.screenshot(path=str(ARTIFACTS / "dashboard-detail.png"), full_page=True)
+                await page.close()
+                stop.set()
+        finally:
+            await inbox.close()
+
+
+async def _received(inbox: Inbox, count: int) -> bool:
+    return len(await inbox.entries()) == count
