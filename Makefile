@@ -26,7 +26,7 @@ test: lint typecheck chromium pytest
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei; \
 		else \
 			echo "The page tests need Chromium: sudo apt-get install chromium" >&2; exit 1; \
 		fi; }

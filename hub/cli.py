@@ -34,7 +34,7 @@ from hub.demo import DemoCounty, clock_zh
 from hub.envelope import load_quarantine, peek
 from hub.errors import EventRejected, HubError, HubUnavailable
 from hub.ledger import STATE_ZH, Ledger
-from hub.natsd import NatsCluster, NatsServer, free_port
+from hub.natsd import NatsCluster, NatsServer
 from hub.ops import OpsSnapshot, ops_snapshot
 from hub.projection import rebuild
 from hub.reconcile import missing_events
@@ -59,7 +59,7 @@ from subscribers.dashboard import dashboard_app
 from subscribers.inbox import Inbox
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery, Recipient
-from subscribers.serving import serve_asgi
+from subscribers.serving import address, listening, serve_asgi
 
 app = typer.Typer(
     help="执法协作信息共享枢纽 (enforcement information-sharing hub)", no_args_is_help=True
@@ -210,13 +210,13 @@ async def _demo(
         o for o in registry.members(county) if o.kind in (OrgKind.TOWNSHIP, OrgKind.STREET)
     )
     inbox = await Inbox.open(settings.data_dir / f"inbox-{township.id}.sqlite3", township.id)
-    port = free_port(settings.web_host)
+    sock = listening(settings.web_host, 0)
     page = dashboard_app(inbox, township.name, registry.name)
-    typer.echo(f"{township.name}的页面：http://{settings.web_host}:{port}/")
+    typer.echo(f"{township.name}的页面：{address(sock)}/")
     try:
         async with asyncio.TaskGroup() as tasks:
             served = asyncio.Event()
-            tasks.create_task(serve_asgi(page, settings.web_host, port, served))
+            tasks.create_task(serve_asgi(page, sock, served))
             demo = DemoCounty(settings, registry, typer.echo, county=county, inbox=inbox)
             await demo.run(stop, interval_s=interval, rounds=rounds)
             served.set()
@@ -673,7 +673,10 @@ def lag(
                 time_zh(org.last_receipt),
                 str(org.dead_lettered),
             )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped or captured: no terminal width to fit, do not wrap
+    console.print(table)
     waiting = sum(o.waiting for o in snapshot.orgs)
     typer.echo(f"合计待签收 {waiting} 件；当日未签收风险单位 {len(snapshot.at_risk)} 个")
 
@@ -698,9 +701,10 @@ def dashboard(
         nc = await connect(url, name=f"hub-dashboard-{org}")
         try:
             app_ = dashboard_app(inbox, registry.name(org), registry.name)
-            typer.echo(f"{registry.name(org)} 的页面：http://{host}:{port}/（Ctrl-C 退出）")
+            sock = listening(host, port)
+            typer.echo(f"{registry.name(org)} 的页面：{address(sock)}/（Ctrl-C 退出）")
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(serve_asgi(app_, host, port, stop))
+                tasks.create_task(serve_asgi(app_, sock, stop))
                 tasks.create_task(Recipient(nc, org, wire=settings.wire).run(inbox.record, stop))
         finally:
             await nc.drain()

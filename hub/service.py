@@ -21,13 +21,12 @@ from hub.errors import ConfigError
 from hub.ingest import Clock, Ingest, utc_now
 from hub.ledger import Ledger
 from hub.metrics import HubMetrics, middleware
-from hub.natsd import free_port
 from hub.projection import Projector, ReceiptTime, stored_at
 from hub.reconcile import report_missing
 from hub.registry import Registry
 from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
 from hub.web import WebState, web_app
-from subscribers.serving import serve_asgi
+from subscribers.serving import address, listening, serve_asgi
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +119,16 @@ async def running_hub(
         store = JetStreamStore(js, settings.request_timeout_s)
         register_ingest(broker, settings, Ingest(settings, registry, store, clock, metrics))
         await broker.start()
-        web_port = settings.web_port or free_port(settings.web_host)
         web = web_app(WebState(settings, registry, ledger, metrics, broker.connection, clock))
+        web_socket = listening(settings.web_host, settings.web_port)
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(FanOut(js, settings).run(stop))
             tasks.create_task(Projector(js, settings, ledger, receipt_time=receipt_time).run(stop))
             tasks.create_task(DeadLetters(js, settings).run(stop))
             tasks.create_task(report_missing(js, settings.wire, ledger))
-            tasks.create_task(serve_asgi(web, settings.web_host, web_port, stop))
-            web_url = f"http://{settings.web_host}:{web_port}"
+            web_url = address(web_socket)
+            tasks.create_task(serve_asgi(web, web_socket, stop))
             log.info("hub.ready", extra={"url": settings.nats_url, "web": web_url})
             try:
                 yield Hub(settings, registry, broker, js, ledger, metrics, web_url)

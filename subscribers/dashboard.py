@@ -59,7 +59,8 @@ def dashboard_app(inbox: Inbox, org_name: str, name_of: Callable[[str], str]) ->
         if entry is None:
             return JSONResponse({"error": "没有这条信息"}, status_code=404)
         return JSONResponse(
-            entry.listing() | {"source_name": name_of(entry.source), "fields": fields(entry)}
+            entry.listing()
+            | {"source_name": name_of(entry.source), "fields": fields(entry, name_of)}
         )
 
     return Starlette(
@@ -71,13 +72,14 @@ def dashboard_app(inbox: Inbox, org_name: str, name_of: Callable[[str], str]) ->
     )
 
 
-def fields(entry: Entry) -> list[dict[str, str]]:
+def fields(entry: Entry, name_of: Callable[[str], str]) -> list[dict[str, str]]:
     """The event's envelope and payload as (label, value) rows, in Chinese."""
     event = entry.event
+    shown = {**event, "source": name_of(entry.source), "time": entry.listing()["formed_at"]}
     rows = [
-        {"label": label, "value": str(event[name])}
+        {"label": label, "value": str(shown[name])}
         for name, label in ENVELOPE_LABELS.items()
-        if name in event
+        if name in shown
     ]
     payload = _payload_model(CATEGORIES[entry.category].event)
     rows += [{"label": label, "value": value} for label, value in labelled(payload, event["data"])]

@@ -9,6 +9,7 @@ The dashboard reads it; a recipient handler writes it::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -163,24 +164,29 @@ def labelled(
     for name, info in model.model_fields.items():
         if name not in values:
             continue
-        label = prefix + _label(info.description or name)
+        description = info.description or name
+        label = prefix + _label(description)
         value = values[name]
-        annotation = info.annotation
-        inner = _model_of(annotation)
+        inner = _model_of(info.annotation)
         if inner is not None and isinstance(value, dict):
             yield from labelled(inner, value, f"{label} · ")
         elif inner is not None and isinstance(value, list):
             for index, item in enumerate(value, 1):
                 yield from labelled(inner, item, f"{label} {index} · ")
         else:
-            yield label, _text(value)
+            yield label, _named(description, _text(value))
 
 
 def _label(description: str) -> str:
-    """The head of a field description: "动作：granted …" → "动作"."""
-    for stop in ("：", "（", "，"):
-        description = description.split(stop, 1)[0]
-    return description
+    """The name in a field description: "施行（或废止）日期，不得早于…" → "施行（或废止）日期"."""
+    head = re.split("[：，]", description, maxsplit=1)[0]
+    return re.sub("（[^（）]*）$", "", head) or head
+
+
+def _named(description: str, value: str) -> str:
+    """An enum value with its Chinese name, read from the description ("granted 准予许可、…")."""
+    found = re.search(rf"(?:^|[：、/ ]){re.escape(value)} ([^、/（）]+)", description)
+    return f"{found.group(1).strip()}（{value}）" if found else value
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

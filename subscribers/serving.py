@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Generator
 from contextlib import contextmanager
 
@@ -18,13 +19,31 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def serve_asgi(app: ASGIApp, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve ``app`` on ``host:port`` until ``stop`` is set."""
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
-    )
+def listening(host: str, port: int) -> socket.socket:
+    """A socket already listening on ``host:port`` (0: a free port), before the server runs.
+
+    Connections made before the server starts wait in the backlog instead of being refused, and the
+    port is known at once.
+    """
+    sock = socket.create_server((host, port), reuse_port=False)
+    sock.setblocking(False)
+    return sock
+
+
+def address(sock: socket.socket) -> str:
+    """``http://host:port`` of a listening socket."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+async def serve_asgi(app: ASGIApp, sock: socket.socket, stop: asyncio.Event) -> None:
+    """Serve ``app`` on a listening socket until ``stop`` is set (the socket is closed then)."""
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
     server = _EmbeddedServer(config)
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(server.serve())
-        await stop.wait()
-        server.should_exit = True  # the task group waits for uvicorn to finish
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(server.serve(sockets=[sock]))
+            await stop.wait()
+            server.should_exit = True  # the task group waits for uvicorn to finish
+    finally:
+        sock.close()

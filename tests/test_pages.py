@@ -17,14 +17,13 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from hub.config import HubSettings
 from hub.ledger import Ledger
-from hub.natsd import free_port
 from hub.registry import Registry
 from hub.samples import sample_event
 from subscribers.dashboard import dashboard_app
 from subscribers.inbox import Inbox
 from subscribers.publisher import Publisher
 from subscribers.recipient import Recipient
-from subscribers.serving import serve_asgi
+from subscribers.serving import address, listening, serve_asgi
 from tests.conftest import hub_running
 from tests.helpers import eventually, receiving
 
@@ -112,11 +111,11 @@ async def test_township_dashboard_lists_what_it_received_and_shows_one_event(
 ) -> None:
     async with hub_running(settings, registry):
         inbox = await Inbox.open(tmp_path / "inbox.sqlite3", "renqiu-chuan")
-        port, stop = free_port(), asyncio.Event()
+        sock, stop = listening("127.0.0.1", 0), asyncio.Event()
         app = dashboard_app(inbox, registry.name("renqiu-chuan"), registry.name)
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(serve_asgi(app, "127.0.0.1", port, stop))
+                tasks.create_task(serve_asgi(app, sock, stop))
                 tasks.create_task(
                     Recipient(nc, "renqiu-chuan", wire=settings.wire).run(inbox.record, stop)
                 )
@@ -126,7 +125,7 @@ async def test_township_dashboard_lists_what_it_received_and_shows_one_event(
                     await Publisher(nc, "renqiu-scjg", wire=settings.wire).publish(event)
                 await eventually(lambda: _received(inbox, 3), within=20)
                 page = await new_page(browser)
-                await page.goto(f"http://127.0.0.1:{port}/")
+                await page.goto(address(sock) + "/")
                 await expect(page.locator("body[data-loaded=yes]")).to_have_count(1)
                 await expect(page.locator("#org-name")).to_have_text(
                     "任丘市出岸镇人民政府 · 收到的共享信息"
