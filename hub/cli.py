@@ -206,8 +206,10 @@ async def _demo(
 ) -> None:
     """The demo county, with the dashboard of its first township served beside the ops page."""
     settings = hub.settings
+    members = registry.members(county)
     township = next(
-        o for o in registry.members(county) if o.kind in (OrgKind.TOWNSHIP, OrgKind.STREET)
+        (o for o in members if o.kind == OrgKind.TOWNSHIP),
+        next(o for o in members if o.kind == OrgKind.STREET),
     )
     inbox = await Inbox.open(settings.data_dir / f"inbox-{township.id}.sqlite3", township.id)
     sock = listening(settings.web_host, 0)
