@@ -120,7 +120,11 @@ async def running_hub(
         register_ingest(broker, settings, Ingest(settings, registry, store, clock, metrics))
         await broker.start()
         web = web_app(WebState(settings, registry, ledger, metrics, broker.connection, clock))
-        web_socket = listening(settings.web_host, settings.web_port)
+        try:
+            web_socket = listening(settings.web_host, settings.web_port)
+        except OSError as exc:
+            where = f"{settings.web_host}:{settings.web_port}"
+            raise ConfigError("HUB_WEB_PORT", f"cannot listen on {where}: {exc.strerror}") from exc
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(FanOut(js, settings).run(stop))

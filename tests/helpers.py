@@ -130,6 +130,7 @@ async def run_hub(
         "HUB_NATS_URL": settings.nats_url or "",
         "HUB_SUBJECT_ROOT": settings.subject_root,
         "HUB_DATA_DIR": str(settings.data_dir),
+        "HUB_WEB_PORT": "0",
         **env,
     }
     process = await asyncio.create_subprocess_exec(
