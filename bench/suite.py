@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
@@ -46,6 +46,7 @@ from subscribers.publisher import Publisher
 BIN = Path(sys.executable).parent
 TABLE = Path(__file__).parent / "results" / "delivery.md"
 PUBLISHERS = 16  # requests in flight, for the hub and for raw alike
+SPLIT_LEDGER = os.environ.get("BENCH_SPLIT_LEDGER") == "1"  # the ledger in a process of its own
 WIRE = Wire()
 
 
@@ -124,22 +125,29 @@ async def child(
 async def hub_process(
     server: NatsServer, data_dir: Path, recipients: list[str], registry: Path | None = None
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, float]]:
-    """``hub serve`` against ``server``; yields it and its start-up time (consumers created)."""
+    """``hub serve`` against ``server``; yields it and its start-up time (consumers created).
+
+    With ``SPLIT_LEDGER`` the ledger is kept by a ``hub ledger follow`` process beside it.
+    """
     env = {
         **os.environ,
         "HUB_NATS_URL": server.url,
         "HUB_DATA_DIR": str(data_dir),
         "HUB_LOG_LEVEL": "ERROR",
+        "HUB_PROJECT_LEDGER": "false" if SPLIT_LEDGER else "true",
     }
     if registry is not None:
         env["HUB_REGISTRY"] = str(registry)
     started = time.perf_counter()
-    async with child(str(BIN / "hub"), "serve", env=env) as process:
+    async with AsyncExitStack() as stack:
+        process = await stack.enter_async_context(child(str(BIN / "hub"), "serve", env=env))
         nc = await connect(server.url, name="bench-probe")
         try:
             await until(lambda: _consumers_exist(nc, recipients), within=600)
         finally:
             await nc.close()
+        if SPLIT_LEDGER:
+            await stack.enter_async_context(child(str(BIN / "hub"), "ledger", "follow", env=env))
         yield process, time.perf_counter() - started
 
 

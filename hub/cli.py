@@ -50,7 +50,7 @@ from hub.report_output import (
 )
 from hub.reports import daily_report, org_report
 from hub.samples import PAYLOADS, sample_event
-from hub.service import Hub, running_hub, serve
+from hub.service import Hub, follow_ledger, running_hub, serve
 from hub.timeliness import shanghai_day
 from schemas.delivery import DeliveryBundle
 from schemas.envelope import CATEGORIES, DELIVERED, Event, summary_zh
@@ -727,3 +727,12 @@ def asyncapi_export(
     document = specification(_settings(ctx))
     file.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"{file}：{len(document['channels'])} 个通道")
+
+
+@ledger_app.command("follow")
+def ledger_follow(ctx: typer.Context) -> None:
+    """Keep the ledger up to date in this process (for a hub run with HUB_PROJECT_LEDGER=false)."""
+    settings = _settings(ctx)
+    log.configure(settings.log_level, stream=sys.stderr)
+    url = _url(settings)
+    _run(lambda stop: follow_ledger(settings.model_copy(update={"nats_url": url}), stop))

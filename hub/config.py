@@ -47,6 +47,9 @@ class HubSettings(BaseSettings):
         default=True, description="fsync every JetStream write before acknowledging it"
     )
     log_level: str = "INFO"
+    project_ledger: bool = Field(
+        default=True, description="the hub process keeps the ledger (off: run `hub ledger follow`)"
+    )
 
     web_host: str = Field(default="127.0.0.1", description="ops page, metrics and health")
     web_port: int = Field(default=8080, ge=0, le=65535, description="0: a free port")

@@ -26,6 +26,7 @@ from hub.reconcile import report_missing
 from hub.registry import Registry
 from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
 from hub.web import WebState, web_app
+from subscribers.connection import connect
 from subscribers.serving import address, listening, serve_asgi
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,9 @@ async def running_hub(
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(FanOut(js, settings).run(stop))
-            tasks.create_task(Projector(js, settings, ledger, receipt_time=receipt_time).run(stop))
+            if settings.project_ledger:
+                projector = Projector(js, settings, ledger, receipt_time=receipt_time)
+                tasks.create_task(projector.run(stop))
             tasks.create_task(DeadLetters(js, settings).run(stop))
             tasks.create_task(report_missing(js, settings.wire, ledger))
             web_url = address(web_socket)
@@ -149,3 +152,14 @@ async def serve(settings: HubSettings, registry: Registry, stop: asyncio.Event) 
     """Run the hub until ``stop`` is set."""
     async with running_hub(settings, registry):
         await stop.wait()
+
+
+async def follow_ledger(settings: HubSettings, stop: asyncio.Event) -> None:
+    """Keep the ledger in step with the streams, in a process of its own, until ``stop``."""
+    async with Ledger.open(settings.ledger_database) as ledger:
+        nc = await connect(settings.nats_url or "", name="hub-ledger")
+        try:
+            js = nc.jetstream(timeout=settings.request_timeout_s)
+            await Projector(js, settings, ledger).run(stop)
+        finally:
+            await nc.drain()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -13,13 +14,13 @@ import pytest
 from nats.aio.client import Client
 
 from hub.config import HubSettings
-from hub.ledger import Ledger
+from hub.ledger import DeliveryRow, Ledger
 from hub.projection import rebuild
 from hub.registry import OrgKind, Registry
 from hub.report_output import Format, render_daily, render_org
 from hub.reports import daily_report, org_report
 from hub.samples import SHANGHAI, sample_event
-from hub.service import Hub
+from hub.service import Hub, follow_ledger
 from hub.timeliness import end_of_day, shanghai_day
 from schemas.envelope import Event
 from schemas.receipt import Receipt
@@ -205,3 +206,32 @@ async def test_recipient_offline_all_day_catches_up_next_morning_all_late(
     assert 22.5 * 3600 - 1 < t.lag_p50_s <= t.lag_max_s < 22.5 * 3600 + 1
     assert len(card.items) == 40 and {i.cause for i in card.items} == {"delivery"}
     assert {i.formed_at.astimezone(SHANGHAI).date() for i in card.items} == {yesterday}
+
+
+async def test_the_ledger_can_be_kept_by_a_process_of_its_own(
+    settings: HubSettings, registry: Registry, nc: Client, tmp_path: Path
+) -> None:
+    split = settings.model_copy(update={"project_ledger": False})
+    async with hub_running(split, registry) as hub:
+        event = sample_event("other", "renqiu-scjg", datetime.now(UTC), recipients=(FLAKY,))
+        accepted = await Publisher(nc, "renqiu-scjg", wire=split.wire).publish(event)
+        async with receiving(nc, split, [FLAKY]) as inboxes:
+            await eventually(lambda: len(inboxes[FLAKY].keys) == 1)
+        assert await hub.ledger.counts() == {}  # this hub keeps no ledger
+        stop = asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(follow_ledger(split, stop))
+            await eventually(lambda: _counts_are(hub.ledger, {"acknowledged": 1}), within=10)
+            stop.set()
+    (row,) = await _rows_of(split, accepted.id)
+    assert row.recipient == FLAKY and row.state == "acknowledged"
+
+
+async def _rows_of(settings: HubSettings, event_id: str) -> list[DeliveryRow]:
+    async with Ledger.open(settings.ledger_database) as ledger:
+        day = shanghai_day(datetime.now(UTC))
+        return [
+            r
+            for r in await ledger.pairs(day_from=day, day_to=day)
+            if r.event_key.endswith(event_id)
+        ]
