@@ -134,6 +134,7 @@ async def hub_process(
         "HUB_NATS_URL": server.url,
         "HUB_DATA_DIR": str(data_dir),
         "HUB_LOG_LEVEL": "ERROR",
+        "HUB_WEB_PORT": "0",
         "HUB_PROJECT_LEDGER": "false" if SPLIT_LEDGER else "true",
     }
     if registry is not None:

@@ -63,6 +63,7 @@ def fault_settings(server: NatsServer, tmp_path: Path, **overrides: object) -> H
         "backoff_s": (0.2, 0.5),
         "request_timeout_s": 2.0,
         "dedup_window_s": 3600.0,
+        "web_port": 0,
     }
     return HubSettings(**(base | overrides))  # type: ignore[arg-type]
 
@@ -136,6 +137,7 @@ class HubProcess:
             "HUB_ACK_WAIT_S": "5",
             "HUB_REQUEST_TIMEOUT_S": "2",
             "HUB_DEDUP_WINDOW_S": "3600",
+            "HUB_WEB_PORT": "0",
         }
         self.process: asyncio.subprocess.Process | None = None
 

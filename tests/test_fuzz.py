@@ -192,6 +192,7 @@ def background_hub(
         subject_root="tfuzz",
         max_event_bytes=MAX_BYTES,
         dedup_window_s=600.0,
+        web_port=0,
     )
     with BackgroundHub(fuzz_settings, registry) as hub:
         yield hub
