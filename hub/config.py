@@ -82,10 +82,6 @@ class HubSettings(BaseSettings):
         """Where ``hub up`` writes the URL of its embedded server for other commands."""
         return self.data_dir / "nats.url"
 
-    def backoff_for(self, attempt: int) -> float:
-        """Delay before redelivering after failed attempt ``attempt`` (1-based)."""
-        return self.backoff_s[min(attempt, len(self.backoff_s)) - 1]
-
 
 BUNDLE_BYTES = 512 * 1024  # fits NATS's default max_payload of 1 MB with room for headers
 

@@ -118,7 +118,6 @@ deliveries_table = Table(
     Index("ix_ledger_delivery_state", "state"),
 )
 
-STATES = ("pending", "delivered", "acknowledged", "dead_lettered")
 STATE_ZH = {
     "pending": "待投递",
     "delivered": "已投递未签收",

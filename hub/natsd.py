@@ -213,11 +213,6 @@ class NatsServer(_Running):
         os.kill(proc.pid, signal.SIGKILL)
         await proc.wait()
 
-    async def restart(self) -> None:
-        """Stop (if running) and start again on the same port and store."""
-        await self.stop()
-        await self.start()
-
     async def varz(self) -> dict[str, Any]:
         """The server's ``/varz`` monitoring document."""
         status, body = await http_get(self.host, self.monitor_port, "/varz")

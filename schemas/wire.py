@@ -50,11 +50,6 @@ class Wire:
         """Where one recipient's delivery bundles are stored (its consumer's filter)."""
         return f"{self.root}.deliver.{recipient}"
 
-    @property
-    def receipts_any(self) -> str:
-        """Every recipient's receipts."""
-        return f"{self.root}.receipts.*"
-
     def org_of_receipts(self, subject: str) -> str:
         """The recipient named by a receipts subject."""
         return subject[len(self.root) + len(".receipts.") :]
