@@ -11,7 +11,6 @@ from importlib import resources
 from typing import Any
 
 import nats.errors
-from faststream.specification.asyncapi.site import get_asyncapi_html
 from nats.aio.client import Client
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -20,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from hub.asyncapi import factory, specification
+from hub.asyncapi import specification
 from hub.config import HubSettings
 from hub.ledger import Ledger
 from hub.metrics import HubMetrics
@@ -88,7 +87,7 @@ def web_app(state: WebState) -> Starlette:
         return JSONResponse(specification(state.settings))
 
     async def asyncapi_page(request: Request) -> Response:
-        return HTMLResponse(get_asyncapi_html(factory(state.settings).to_specification()))
+        return HTMLResponse(page("asyncapi.html"))
 
     return Starlette(
         routes=[

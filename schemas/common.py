@@ -118,14 +118,14 @@ Phone = Annotated[
 
 
 class PenaltyItem(Model):
-    """A penalty item (处罚事项) from the devolved enforcement list."""
+    """处罚事项（下放执法事项清单中的一项）。"""
 
     code: Code = Field(description="事项编码（行政执法事项清单中的编码）")
     name: Title = Field(description="事项名称")
 
 
 class Attachment(Model):
-    """A document kept elsewhere, referenced by address and digest."""
+    """附件：存于别处的文件，以地址和摘要引用。"""
 
     name: Title = Field(description="附件名称")
     url: Annotated[str, StringConstraints(pattern=r"^https?://\S{1,2000}$")] = Field(

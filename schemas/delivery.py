@@ -15,7 +15,7 @@ from schemas.envelope import Event
 
 
 class BundledEvent(Model):
-    """One event in a delivery bundle."""
+    """投递包中的一个事件。"""
 
     key: str = Field(description="事件在枢纽中的标识（发布单位/事件标识）")
     published_at: AwareDatetime = Field(description="枢纽受理时间")
@@ -24,7 +24,7 @@ class BundledEvent(Model):
 
 
 class DeliveryBundle(Model):
-    """One message of a recipient's deliveries."""
+    """投递包：发给一个接收单位的一批事件，为投递流中的一条消息。"""
 
     recipient: OrgId = Field(description="接收单位")
     items: tuple[BundledEvent, ...] = Field(min_length=1, description="按发布顺序排列的事件")

@@ -57,7 +57,7 @@ Version = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 
 
 class Benchmark(Model):
-    """One row of a discretion benchmark: circumstance → penalty range."""
+    """裁量基准的一行：违法情节 → 处罚幅度。"""
 
     severity: Severity = Field(
         description="情节等级：" + "、".join(f"{k.value} {v}" for k, v in SEVERITY_ZH.items())

@@ -97,49 +97,49 @@ class EnvelopeBase(Model):
 
 
 class LawChangeEvent(EnvelopeBase):
-    """Category 1 event."""
+    """第十五条（一）法律、法规、规章、国家标准等调整情况的事件。"""
 
     type: Literal["law_change.v1"]
     data: law_change.LawChange
 
 
 class PermitEvent(EnvelopeBase):
-    """Category 2 event."""
+    """第十五条（二）行政许可事项和监督管理信息的事件。"""
 
     type: Literal["permit.v1"]
     data: permit.Permit
 
 
 class StatisticsEvent(EnvelopeBase):
-    """Category 3 event."""
+    """第十五条（三）统计分析数据的事件。"""
 
     type: Literal["statistics.v1"]
     data: statistics.Statistics
 
 
 class DiscretionStandardEvent(EnvelopeBase):
-    """Category 4 event."""
+    """第十五条（四）自由裁量标准及执法工作流程的事件。"""
 
     type: Literal["discretion_standard.v1"]
     data: discretion_standard.DiscretionStandard
 
 
 class InspectionRecordEvent(EnvelopeBase):
-    """Category 5 event."""
+    """第十五条（五）行政检查记录等动态信息的事件。"""
 
     type: Literal["inspection_record.v1"]
     data: inspection_record.InspectionRecord
 
 
 class ComplaintOutcomeEvent(EnvelopeBase):
-    """Category 6 event."""
+    """第十五条（六）投诉举报案件受理与处理情况的事件。"""
 
     type: Literal["complaint_outcome.v1"]
     data: complaint_outcome.ComplaintOutcome
 
 
 class OtherEvent(EnvelopeBase):
-    """Category 7 event."""
+    """第十五条（七）其他需要共享的执法信息的事件。"""
 
     type: Literal["other.v1"]
     data: other.Other

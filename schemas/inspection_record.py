@@ -56,7 +56,7 @@ CertificateNo = Annotated[
 
 
 class Inspector(Model):
-    """A law-enforcement officer who took part, with the enforcement certificate number."""
+    """参与的执法人员及其执法证号。"""
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=20)] = (
         Field(description="执法人员姓名")

@@ -16,7 +16,7 @@ ReceiptStatus = Literal["acknowledged", "failed", "dead_lettered"]
 
 
 class Receipt(Model):
-    """What one recipient did with one delivery (the ledger's source for Art. 16)."""
+    """回执：一个接收单位对一次投递的处理结果（第十六条时效统计的依据）。"""
 
     event_source: OrgId = Field(description="事件发布单位")
     event_id: EventId = Field(description="事件标识")
@@ -40,7 +40,7 @@ class Receipt(Model):
 
 
 class ReceiptBatch(Model):
-    """One message of the receipts stream: a recipient's receipts for one batch of deliveries."""
+    """回执批：一个接收单位对一批投递的回执，为回执流中的一条消息。"""
 
     recipient: OrgId = Field(description="接收单位")
     receipts: tuple[Receipt, ...] = Field(min_length=1, max_length=1000, description="回执")

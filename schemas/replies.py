@@ -10,7 +10,7 @@ from schemas.common import Model, OrgId
 
 
 class FieldError(Model):
-    """One broken rule: the field (dotted path, ``$`` for the whole message) and the rule's code."""
+    """一条未通过的规则：字段（点分路径，$ 表示整条消息）、规则代码及中英文说明。"""
 
     field: str = Field(description="出错字段（点分路径，$ 表示整条消息）")
     rule: str = Field(description="违反的规则代码")
@@ -22,7 +22,7 @@ class FieldError(Model):
 
 
 class Accepted(Model):
-    """The event is stored in JetStream and will reach every listed recipient."""
+    """已接收：事件已持久存储，将送达所列全部接收单位。"""
 
     status: Literal["accepted"] = "accepted"
     source: OrgId
@@ -34,7 +34,7 @@ class Accepted(Model):
 
 
 class Rejected(Model):
-    """The event was not stored; it is kept in quarantine with these reasons."""
+    """已拒收：事件未存储，原消息连同全部原因存入隔离区。"""
 
     status: Literal["rejected"] = "rejected"
     id: str | None = Field(default=None, description="事件标识（能读出时）")
@@ -43,7 +43,7 @@ class Rejected(Model):
 
 
 class Unavailable(Model):
-    """The hub could not store the event now; nothing was stored, send it again."""
+    """暂不可用：枢纽暂时无法存储，未存储任何内容，请原样重发。"""
 
     status: Literal["unavailable"] = "unavailable"
     reason: str

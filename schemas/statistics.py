@@ -28,7 +28,7 @@ Unit = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 
 class Indicator(Model):
-    """One statistical indicator with its value."""
+    """一项统计指标及其数值。"""
 
     name: Title = Field(description="指标名称，如 行政检查次数")
     value: Decimal = Field(

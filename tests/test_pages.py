@@ -158,3 +158,32 @@ async def test_township_dashboard_lists_what_it_received_and_shows_one_event(
 
 async def _received(inbox: Inbox, count: int) -> bool:
     return len(await inbox.entries()) == count
+
+
+async def test_asyncapi_page_documents_channels_and_fields_in_chinese_without_the_internet(
+    settings: HubSettings, registry: Registry, browser: Browser
+) -> None:
+    async with hub_running(settings, registry) as hub:
+        page = await new_page(browser)
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        await page.goto(f"{hub.web_url}/asyncapi")
+        await expect(page.locator("body[data-loaded=yes]")).to_have_count(1)
+        ingest = page.locator('#channels tr[data-channel="ingest"] td')
+        await expect(ingest.nth(1)).to_have_text(settings.wire.ingest("{org}"))
+        await expect(ingest.nth(2)).to_have_text("枢纽接收")
+        await expect(ingest.nth(4)).to_contain_text("PermitEvent")
+        uscc = page.locator('#schema-Permit tr[data-field="entity_uscc"] td')
+        await expect(uscc.nth(2)).to_have_text("是")
+        await expect(uscc.nth(3)).to_contain_text("统一社会信用代码")
+        action = page.locator('#schema-Permit tr[data-field="action"] td')
+        await expect(action.nth(1)).to_have_text("PermitAction")
+        await expect(page.locator("#schema-PermitAction")).to_contain_text("granted | changed")
+        phone = page.locator('#schema-Complainant tr[data-field="phone"] td')
+        await expect(phone.nth(1)).to_contain_text("可为空")
+        await expect(page.locator("#schema-PermitEvent")).to_contain_text("行政许可事项")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "asyncapi.png"), full_page=False)
+        await page.close()
+    # county networks are often offline: the page loads nothing from outside the hub
+    assert requested and all(url.startswith(hub.web_url) for url in requested), requested
