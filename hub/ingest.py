@@ -2,7 +2,9 @@
 
 The reply ``accepted`` is sent only after JetStream acknowledged the stored event (its
 sequence is in the reply); anything else is ``rejected`` (kept in quarantine with every reason)
-or ``unavailable`` (nothing stored, send again: the same id is stored only once).
+or ``unavailable`` (nothing stored, send again: the same id is stored only once). A message
+that fails the checks while the quarantine cannot be written is ``unavailable`` too: a rejection
+is only answered once the rejected message is kept.
 """
 
 from __future__ import annotations
@@ -133,21 +135,23 @@ class Ingest:
             ]
         return []
 
-    async def _reject(self, publisher: str, raw: bytes, errors: tuple[FieldError, ...]) -> Rejected:
-        event_id = peek(raw).get("id") if len(raw) <= self.settings.max_event_bytes else None
+    async def _reject(
+        self, publisher: str, raw: bytes, errors: tuple[FieldError, ...]
+    ) -> Rejected | Unavailable:
+        """Keep the message in quarantine and say why; unkept, it must be sent again."""
+        rules = [e.rule for e in errors]
         try:
-            seq: int | None = await self.store.quarantine(
-                self.wire.quarantine(publisher), raw, errors
-            )
+            seq = await self.store.quarantine(self.wire.quarantine(publisher), raw, errors)
         except StoreUnavailable as exc:
             log.error("ingest.quarantine_unavailable", extra={"org": publisher, "reason": str(exc)})
-            seq = None
+            return Unavailable(
+                reason=f"rejected ({', '.join(rules)}) but the quarantine did not confirm the"
+                f" write: {exc}; nothing was kept, send it again"
+            )
         if self.metrics is not None:
-            self.metrics.count_rejected(e.rule for e in errors)
-        log.info(
-            "ingest.rejected",
-            extra={"org": publisher, "rules": [e.rule for e in errors], "quarantine_seq": seq},
-        )
+            self.metrics.count_rejected(rules)
+        log.info("ingest.rejected", extra={"org": publisher, "rules": rules, "quarantine_seq": seq})
+        event_id = peek(raw).get("id") if len(raw) <= self.settings.max_event_bytes else None
         return Rejected(
             id=event_id if isinstance(event_id, str) else None,
             errors=errors,

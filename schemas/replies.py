@@ -39,7 +39,7 @@ class Rejected(Model):
     status: Literal["rejected"] = "rejected"
     id: str | None = Field(default=None, description="事件标识（能读出时）")
     errors: tuple[FieldError, ...] = Field(min_length=1, description="全部错误")
-    quarantine_seq: int | None = Field(description="隔离区中的序号；为空表示隔离区暂不可写")
+    quarantine_seq: int = Field(description="隔离区中的序号（被拒收的消息已存入隔离区）")
 
 
 class Unavailable(Model):

@@ -35,6 +35,8 @@ class MemoryStore:
         return len(self.events), False
 
     async def quarantine(self, subject: str, raw: bytes, errors: tuple[FieldError, ...]) -> int:
+        if self.failing:
+            raise StoreUnavailable("TimeoutError")
         self.quarantined.append((subject, raw, errors))
         return len(self.quarantined)
 
@@ -122,3 +124,16 @@ async def test_store_failure_answers_unavailable_not_accepted(
         memory_settings, registry, MemoryStore(failing=True), "renqiu-scjg", event_bytes()
     )
     assert isinstance(reply, Unavailable) and "TimeoutError" in reply.reason
+
+
+async def test_bad_event_is_not_answered_rejected_until_the_quarantine_keeps_it(
+    memory_settings: HubSettings, registry: Registry
+) -> None:
+    store = MemoryStore(failing=True)
+    reply = await ask(memory_settings, registry, store, "renqiu-scjg", b"not json")
+    assert isinstance(reply, Unavailable)
+    assert "json_invalid" in reply.reason and "send it again" in reply.reason
+    store.failing = False
+    reply = await ask(memory_settings, registry, store, "renqiu-scjg", b"not json")
+    assert isinstance(reply, Rejected) and reply.quarantine_seq == 1
+    assert store.quarantined[0][1] == b"not json"
