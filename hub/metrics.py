@@ -4,7 +4,8 @@ Per recipient (refreshed from an ops snapshot at every scrape, so they equal the
 ``hub_backlog_events`` (not yet acknowledged), ``hub_oldest_pending_age_seconds``,
 ``hub_on_time_ratio_today``, ``hub_dead_letters`` and the gauge histogram
 ``hub_delivery_lag_seconds`` of today's acknowledged deliveries. Hub-wide counters:
-``hub_events_accepted_total`` by category and ``hub_events_rejected_total`` by rule. FastStream's
+``hub_events_accepted_total`` by category, ``hub_events_rejected_total`` by rule and
+``hub_events_missing`` (accepted events the events stream lost, found at start-up). FastStream's
 Prometheus middleware adds the broker's own message metrics to the same registry.
 """
 
@@ -19,6 +20,7 @@ from prometheus_client.core import GaugeHistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from hub.ops import OpsSnapshot
+from hub.reconcile import StoreCheck
 
 LAG_BUCKETS = (
     0.1,
@@ -79,6 +81,11 @@ class HubMetrics:
             name: Gauge(name, text, ["recipient"], registry=self.registry)
             for name, text in per_recipient.items()
         }
+        self.events_missing = Gauge(
+            "hub_events_missing",
+            "Accepted events (per the ledger) the events stream no longer holds, at start-up check",
+            registry=self.registry,
+        )
         self._lag = _LagHistogram()
         self.registry.register(self._lag)
 
@@ -91,8 +98,10 @@ class HubMetrics:
         for rule in set(rules):
             self.rejected.labels(rule=rule).inc()
 
-    def refresh(self, snapshot: OpsSnapshot) -> None:
-        """Set the per-recipient figures from an ops snapshot."""
+    def refresh(self, snapshot: OpsSnapshot, store_check: StoreCheck) -> None:
+        """Set the per-recipient figures from an ops snapshot, and the store check's outcome."""
+        if store_check.missing is not None:
+            self.events_missing.set(len(store_check.missing))
         for gauge in self.gauges.values():
             gauge.clear()
         for org in snapshot.orgs:

@@ -8,6 +8,9 @@ names exactly which accepted events the stream no longer holds.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from nats.js import JetStreamContext
 
@@ -16,6 +19,8 @@ from hub.streams import read_stream
 from schemas.wire import HEADER_MSG_ID, Wire
 
 log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
 
 
 async def stored_keys(js: JetStreamContext, wire: Wire) -> dict[int, str]:
@@ -33,9 +38,20 @@ async def missing_events(js: JetStreamContext, wire: Wire, ledger: Ledger) -> li
     return [e for e in await ledger.events() if stored.get(e.events_seq) != e.event_key]
 
 
-async def report_missing(js: JetStreamContext, wire: Wire, ledger: Ledger) -> list[EventRow]:
-    """Check once and log the outcome (the hub does this at start-up)."""
+@dataclass
+class StoreCheck:
+    """The outcome of the hub's last reconciliation, for ops (``missing`` is None until it ran)."""
+
+    missing: tuple[str, ...] | None = None
+    checked_at: datetime | None = None
+
+
+async def report_missing(
+    js: JetStreamContext, wire: Wire, ledger: Ledger, outcome: StoreCheck, clock: Clock
+) -> list[EventRow]:
+    """Check once, log the outcome and keep it in ``outcome`` (the hub does this at start-up)."""
     missing = await missing_events(js, wire, ledger)
+    outcome.missing, outcome.checked_at = tuple(m.event_key for m in missing), clock()
     if missing:
         log.error(
             "reconcile.events_missing",

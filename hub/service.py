@@ -22,7 +22,7 @@ from hub.ingest import Clock, Ingest, utc_now
 from hub.ledger import Ledger
 from hub.metrics import HubMetrics, middleware
 from hub.projection import Projector, ReceiptTime, stored_at
-from hub.reconcile import report_missing
+from hub.reconcile import StoreCheck, report_missing
 from hub.registry import Registry
 from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
 from hub.web import WebState, web_app
@@ -92,6 +92,7 @@ class Hub:
     ledger: Ledger
     metrics: HubMetrics
     web_url: str
+    store_check: StoreCheck
 
 
 @asynccontextmanager
@@ -120,7 +121,10 @@ async def running_hub(
         store = JetStreamStore(js, settings.request_timeout_s)
         register_ingest(broker, settings, Ingest(settings, registry, store, clock, metrics))
         await broker.start()
-        web = web_app(WebState(settings, registry, ledger, metrics, broker.connection, clock))
+        store_check = StoreCheck()
+        web = web_app(
+            WebState(settings, registry, ledger, metrics, broker.connection, clock, store_check)
+        )
         try:
             web_socket = listening(settings.web_host, settings.web_port)
         except OSError as exc:
@@ -133,12 +137,12 @@ async def running_hub(
                 projector = Projector(js, settings, ledger, receipt_time=receipt_time)
                 tasks.create_task(projector.run(stop))
             tasks.create_task(DeadLetters(js, settings).run(stop))
-            tasks.create_task(report_missing(js, settings.wire, ledger))
+            tasks.create_task(report_missing(js, settings.wire, ledger, store_check, clock))
             web_url = address(web_socket)
             tasks.create_task(serve_asgi(web, web_socket, stop))
             log.info("hub.ready", extra={"url": settings.nats_url, "web": web_url})
             try:
-                yield Hub(settings, registry, broker, js, ledger, metrics, web_url)
+                yield Hub(settings, registry, broker, js, ledger, metrics, web_url, store_check)
             finally:
                 stop.set()  # every loop finishes its batch; the task group waits for them
 

@@ -24,6 +24,7 @@ from hub.config import HubSettings
 from hub.ledger import Ledger
 from hub.metrics import HubMetrics
 from hub.ops import OpsSnapshot, ops_snapshot
+from hub.reconcile import StoreCheck
 from hub.registry import Registry
 from hub.timeliness import SHANGHAI
 from schemas.envelope import CATEGORIES
@@ -44,6 +45,7 @@ class WebState:
     metrics: HubMetrics
     nc: Client
     clock: Clock
+    store_check: StoreCheck
 
 
 def page(name: str) -> str:
@@ -67,10 +69,12 @@ def web_app(state: WebState) -> Starlette:
         )
 
     async def ops_json(request: Request) -> Response:
-        return JSONResponse(ops_document(await snapshot(request), state.registry))
+        return JSONResponse(
+            ops_document(await snapshot(request), state.registry, state.store_check)
+        )
 
     async def metrics(request: Request) -> Response:
-        state.metrics.refresh(await snapshot(request))
+        state.metrics.refresh(await snapshot(request), state.store_check)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def healthz(request: Request) -> Response:
@@ -124,7 +128,9 @@ async def _ledger_ready(ledger: Ledger) -> bool:
     return True
 
 
-def ops_document(snapshot: OpsSnapshot, registry: Registry) -> dict[str, Any]:
+def ops_document(
+    snapshot: OpsSnapshot, registry: Registry, store_check: StoreCheck
+) -> dict[str, Any]:
     """The ops snapshot as the page reads it (times in Asia/Shanghai, durations in seconds)."""
 
     def when(moment: datetime | None) -> str | None:
@@ -146,4 +152,9 @@ def ops_document(snapshot: OpsSnapshot, registry: Registry) -> dict[str, Any]:
         ],
         "at_risk": [asdict(a) | {"oldest_formed": when(a.oldest_formed)} for a in snapshot.at_risk],
         "lag_by_hour": [asdict(h) for h in snapshot.lag_by_hour],
+        "store_check": {
+            "checked_at": when(store_check.checked_at),
+            "missing": None if store_check.missing is None else len(store_check.missing),
+            "examples": list((store_check.missing or ())[:5]),
+        },
     }

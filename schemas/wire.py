@@ -93,6 +93,17 @@ class Wire:
         """Rejected messages, kept with their reasons."""
         return f"{self._prefix}_QUARANTINE"
 
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """Every stream the hub keeps."""
+        return (
+            self.events_stream,
+            self.deliveries_stream,
+            self.receipts_stream,
+            self.advisories_stream,
+            self.quarantine_stream,
+        )
+
     # consumers
     @staticmethod
     def delivery_consumer(recipient: str) -> str:

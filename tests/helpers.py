@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -33,6 +34,12 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float 
             if await result if inspect.isawaitable(result) else result:
                 return
             await asyncio.sleep(0.01)  # poll interval, not a guess at timing
+
+
+async def scrape(hub: Hub, path: str = "/metrics") -> httpx.Response:
+    """GET one of the running hub's web pages."""
+    async with httpx.AsyncClient(base_url=hub.web_url, timeout=10) as client:
+        return await client.get(path)
 
 
 @dataclass

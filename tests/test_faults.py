@@ -38,7 +38,7 @@ from subscribers.connection import connect
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery
 from tests.conftest import hub_running
-from tests.helpers import eventually, fanned_out, receiving
+from tests.helpers import eventually, fanned_out, receiving, scrape
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(600)]
 
@@ -347,6 +347,10 @@ async def test_a_truncated_stream_file_is_reported_event_by_event(
                 reported = await missing_events(js, settings.wire, ledger)
             finally:
                 await nc.close()
+        async with running_hub(settings, registry) as restarted:  # ops see it too
+            await eventually(lambda: restarted.store_check.missing is not None, within=30)
+            ops = (await scrape(restarted, "/api/ops")).json()["store_check"]
+            metrics = (await scrape(restarted)).text
         env = {**os.environ, "HUB_NATS_URL": server.url, "HUB_DATA_DIR": str(tmp_path)}
         check = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "hub"),
@@ -358,6 +362,9 @@ async def test_a_truncated_stream_file_is_reported_event_by_event(
         _, err = await check.communicate()
     assert 0 < len(lost) < 60
     assert {m.event_key for m in reported} == lost  # exactly the accepted events that are gone
+    assert set(restarted.store_check.missing or ()) == lost
+    assert ops["missing"] == len(lost) and set(ops["examples"]) <= lost
+    assert f"hub_events_missing {float(len(lost))}" in metrics
     assert check.returncode == 1
     assert f"事件流缺失 {len(lost)} 个已受理事件" in err.decode()
 
@@ -383,6 +390,8 @@ async def test_killing_the_stream_leader_of_a_three_node_cluster_loses_no_accept
         settings = fault_settings(cluster.nodes[0], tmp_path, replicas=3)
         settings = settings.model_copy(update={"nats_url": cluster.url})
         killed: list[str] = []
+        for node in cluster.nodes:  # every node fsyncs before it acknowledges
+            assert (await node.varz())["jetstream"]["config"]["sync_always"] is True
         async with running_hub(settings, registry) as hub:  # its own server: streams stay
             nc = await connect(cluster.url, name="cluster-test")
 
@@ -402,10 +411,14 @@ async def test_killing_the_stream_leader_of_a_three_node_cluster_loses_no_accept
                     )
                     await eventually(lambda: tally.complete(keys, recipients), within=300)
                 info = await hub.js.stream_info(settings.wire.events_stream)
+                replicas = {
+                    name: (await hub.js.stream_info(name)).config.num_replicas
+                    for name in settings.wire.streams
+                }
             finally:
                 await nc.close()
     assert killed and killed[0].startswith("hub-nats-")
     assert info.cluster is not None and info.cluster.leader != killed[0]  # a new leader took over
-    assert info.config.num_replicas == 3
+    assert replicas == dict.fromkeys(settings.wire.streams, 3)  # events, deliveries, receipts, …
     assert set(tally.seen) == {(k, org) for k in keys for org in recipients}
     assert max(tally.seen.values()) == 1

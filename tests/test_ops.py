@@ -6,7 +6,6 @@ import json
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
-import httpx
 import pytest
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +18,7 @@ from hub.registry import Registry
 from hub.samples import sample_event
 from hub.service import Hub
 from subscribers.publisher import Publisher
-from tests.helpers import event, eventually, receipt, receiving, run_hub
+from tests.helpers import event, eventually, receipt, receiving, run_hub, scrape
 
 pytestmark = pytest.mark.connected
 
@@ -34,11 +33,6 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
             if sample.name == name:
                 found[tuple(sorted(sample.labels.items()))] = sample.value
     return found
-
-
-async def scrape(hub: Hub, path: str = "/metrics") -> httpx.Response:
-    async with httpx.AsyncClient(base_url=hub.web_url, timeout=10) as client:
-        return await client.get(path)
 
 
 async def _ledger_counts(hub: Hub, expected: dict[str, int]) -> bool:

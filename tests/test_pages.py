@@ -99,6 +99,16 @@ async def test_ops_page_shows_who_is_behind_who_is_at_risk_and_the_lag_chart(
         await expect(page.locator('#orgs tbody tr[data-org="renqiu-beihan"]')).to_have_count(0)
         await expect(page.locator("#at-risk tbody tr")).to_have_count(0)
         await expect(page.locator("#orgs tbody tr").first).to_contain_text("青县")
+        await eventually(lambda: hub.store_check.missing is not None, within=20)
+        assert hub.store_check.missing == ()  # the start-up check found nothing missing
+        await page.reload()
+        await expect(page.locator("body[data-loaded=yes]")).to_have_count(1)
+        await expect(page.locator("#store-alert")).to_be_hidden()
+        hub.store_check.missing = ("renqiu-scjg/lost-1", "renqiu-scjg/lost-2")  # as if damaged
+        await page.reload()
+        await expect(page.locator("#store-alert")).to_contain_text(
+            "事件流缺失 2 个已受理事件，如 renqiu-scjg/lost-1、renqiu-scjg/lost-2"
+        )
         await page.close()
 
 
