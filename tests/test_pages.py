@@ -6,6 +6,7 @@ Screenshots of both pages are kept in ``test-artifacts/``.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
@@ -81,7 +82,7 @@ async def test_ops_page_shows_who_is_behind_who_is_at_risk_and_the_lag_chart(
                 lambda: _counts(hub.ledger, {"acknowledged": 3, "pending": 3}), within=20
             )
         page = await new_page(browser)
-        await page.goto(f"{hub.web_url}/ops")
+        await page.goto(f"{hub.web_url}/ops?every=1")
         await expect(page.locator("body[data-loaded=yes]")).to_have_count(1)
         risk = page.locator("#at-risk tbody tr")
         await expect(risk).to_have_count(1)
@@ -93,8 +94,21 @@ async def test_ops_page_shows_who_is_behind_who_is_at_risk_and_the_lag_chart(
         await expect(chuan.nth(6)).to_have_text("100.0%")  # today's on-time rate
         await expect(page.locator("#lag-chart rect")).to_have_count(1)
         await expect(page.locator("#total-waiting")).to_have_text("3")
+        await expect(chuan.nth(7)).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+        await expect(beihan.nth(7)).to_have_text("—")  # it never acknowledged anything
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "ops.png"), full_page=True)
+        # the page refreshes itself: a fourth event shows up without a reload
+        await publisher.publish(
+            sample_event("permit", "renqiu-scjg", now, 9, recipients=("renqiu-beihan",))
+        )
+        await expect(beihan.nth(3)).to_have_text("4", timeout=20_000)
+        await expect(page.locator("#total-waiting")).to_have_text("4")
+        await page.select_option("#category", "permit")
+        await expect(beihan.nth(3)).to_have_text("1")  # only the permit is counted
+        await expect(page.locator("#total-waiting")).to_have_text("1")
+        await page.select_option("#category", "")
+        await expect(beihan.nth(3)).to_have_text("4")
         await page.select_option("#county", "qingxian")
         await expect(page.locator('#orgs tbody tr[data-org="renqiu-beihan"]')).to_have_count(0)
         await expect(page.locator("#at-risk tbody tr")).to_have_count(0)
