@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import pytest
+from faststream.specification import AsyncAPI
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -173,3 +174,9 @@ async def test_the_hub_serves_its_asyncapi_document(hub: Hub) -> None:
     served = (await scrape(hub, "/asyncapi.json")).json()
     assert served == specification(hub.settings)
     assert served["channels"]["ingest"]["address"] == hub.settings.wire.ingest("{org}")
+    # the document is declared apart from the running subscriber: they must not drift
+    running = json.loads(AsyncAPI(hub.broker).to_specification().to_json())
+    (live,) = running["channels"].values()  # the one subscriber the live broker has: ingest
+    documented = served["channels"]["ingest"]["bindings"]["nats"]
+    assert live["bindings"]["nats"]["subject"] == documented["subject"].replace("{org}", "*")
+    assert live["bindings"]["nats"]["queue"] == documented["queue"]
