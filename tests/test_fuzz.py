@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Coroutine, Iterator
@@ -22,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client
+from stdnum.cn import uscc
 
 from hub.config import HubSettings
 from hub.envelope import load_quarantine, parse_event
@@ -117,10 +119,18 @@ def formed_times() -> st.SearchStrategy[datetime]:
 
 
 @st.composite
+def near_the_skew_limit(draw: st.DrawFn) -> datetime:
+    """A minute inside or outside the allowed clock skew (300 s ahead of the hub's clock)."""
+    ahead = draw(st.sampled_from([240, 360]))
+    return datetime.now(UTC) + timedelta(seconds=ahead)  # now at the draw: sent within a second
+
+
+@st.composite
 def damaged_envelopes(draw: st.DrawFn) -> bytes:
     """A valid event of a random category, then up to three random changes."""
     category = draw(st.sampled_from(sorted(PAYLOADS)))
-    event = sample_event(category, PUBLISHER, draw(formed_times()), draw(st.integers(0, 10**6)))
+    formed = draw(formed_times() | near_the_skew_limit())
+    event = sample_event(category, PUBLISHER, formed, draw(st.integers(0, 10**6)))
     for _ in range(draw(st.integers(0, 3))):
         payload = event.get("data")
         target = payload if isinstance(payload, dict) and draw(st.booleans()) else event
@@ -182,6 +192,43 @@ def acceptable(raw: bytes, registry: Registry) -> bool:
     return event.source == PUBLISHER
 
 
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def broken_invariants(stored: dict[str, Any], registry: Registry) -> list[str]:
+    """What an accepted event must be, checked without the hub's parser."""
+    broken = []
+    if stored.get("source") != PUBLISHER:
+        broken.append("source is not the publisher")
+    if not ID.match(str(stored.get("id"))):
+        broken.append("id")
+    category = str(stored.get("type", "")).removesuffix(".v1")
+    if category not in PAYLOADS or not isinstance(stored.get("data"), dict):
+        broken.append("type or data")
+    formed = datetime.fromisoformat(str(stored.get("time")))
+    if formed.tzinfo is None or formed > datetime.now(UTC) + timedelta(seconds=300):
+        broken.append("time without offset or ahead of the clock")
+    for key, value in _leaves(stored.get("data")):
+        if key.endswith("uscc") and value is not None and not uscc.is_valid(str(value)):
+            broken.append(f"{key}: {value}")
+    county = registry.org(PUBLISHER).county
+    for org in stored.get("recipients") or ():
+        if org not in registry or registry.org(org).county != county:
+            broken.append(f"recipient {org}")
+    return broken
+
+
+def _leaves(node: object, key: str = "") -> Iterator[tuple[str, object]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, str(k))
+    elif isinstance(node, list):
+        for v in node:
+            yield from _leaves(v, key)
+    else:
+        yield key, node
+
+
 @pytest.fixture
 def background_hub(
     nats_server: NatsServer, registry: Registry, tmp_path: Any
@@ -233,11 +280,12 @@ def test_every_generated_input_is_accepted_valid_or_rejected_with_reasons_and_ke
             assert expected, f"accepted although invalid: {raw[:200]!r}"
             stored = background_hub.call(background_hub.stored(reply.seq))
             assert (stored["source"], stored["id"]) == (reply.source, reply.id)
+            assert not broken_invariants(stored, registry), broken_invariants(stored, registry)
             outcomes["accepted"] += 1
         else:
             assert not expected, f"rejected although valid: {reply.errors}"
-            assert reply.errors and all(e.field and e.rule and e.message_zh for e in reply.errors)
-            assert reply.quarantine_seq is not None
+            assert reply.errors
+            assert all(e.field and e.rule and e.message_zh and e.message_en for e in reply.errors)
             assert background_hub.call(background_hub.kept(reply.quarantine_seq)) == raw
             outcomes["rejected"] += 1
 
