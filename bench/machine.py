@@ -23,8 +23,8 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
+    except OSError as exc:  # not Linux: the table says so rather than guessing
+        cpu = f"unknown ({exc.strerror})"
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     nats = subprocess.run(
         [str(Path(sys.executable).parent / "nats-server"), "--version"],

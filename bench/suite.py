@@ -18,20 +18,22 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import nats.errors
+import nats.js.errors
 import orjson
 import psutil
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
+from bench.farm import SENT_HEADER
 from bench.machine import RESULTS, machine, save, summary
 from hub.ledger import Ledger
 from hub.natsd import NatsServer
@@ -45,9 +47,15 @@ from subscribers.publisher import Publisher
 
 BIN = Path(sys.executable).parent
 TABLE = Path(__file__).parent / "results" / "delivery.md"
+README = Path(__file__).parent / "README.md"
+TABLE_START, TABLE_END = (
+    "<!-- latest run: written by python -m bench -->",
+    "<!-- end of latest run -->",
+)
 PUBLISHERS = 16  # requests in flight, for the hub and for raw alike
 SPLIT_LEDGER = os.environ.get("BENCH_SPLIT_LEDGER") == "1"  # the ledger in a process of its own
 WIRE = Wire()
+T = TypeVar("T")
 
 
 def county_recipients() -> list[str]:
@@ -229,19 +237,56 @@ async def _reached(ledger: Ledger, count: int) -> bool:
     return await acknowledged(ledger) >= count
 
 
+async def raw_stream(js: Any, consumers: list[str], filters: list[str] | None = None) -> None:
+    """The stream ``RAW`` (``raw.>``) with a durable, explicitly acked consumer per recipient."""
+    await js.add_stream(StreamConfig(name="RAW", subjects=["raw.>"], storage=StorageType.FILE))
+    for n, consumer in enumerate(consumers):
+        await js.add_consumer(
+            "RAW",
+            ConsumerConfig(
+                durable_name=consumer,
+                ack_policy=AckPolicy.EXPLICIT,
+                filter_subject=filters[n] if filters else None,
+            ),
+        )
+
+
+def raw_consumers(count: int) -> list[str]:
+    return [f"c{n}" for n in range(count)]
+
+
+async def open_loop(
+    rate: int, items: list[T], send: Callable[[T], Coroutine[Any, Any, object]]
+) -> None:
+    """Send ``items`` at ``rate`` per second whatever the replies take (an open loop)."""
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as tasks:
+        for n, item in enumerate(items):
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.create_task(send(item))
+
+
+def lag_figures(lags: list[float]) -> dict[str, float]:
+    """p50, p99 and max of publish-to-acknowledgement lags (ms)."""
+    lags = sorted(lags)
+    return {
+        "p50_ms": nearest_rank(lags, 50) or 0.0,
+        "p99_ms": nearest_rank(lags, 99) or 0.0,
+        "max_ms": lags[-1],
+    }
+
+
 async def raw_throughput(sync: bool, events: int) -> dict[str, float]:
     """nats-py alone: publish with ack into one stream, 20 durable pull consumers acking each."""
     recipients = county_recipients()
     async with nats_server(sync) as server:
         nc = await connect(server.url, name="bench-raw")
         js = nc.jetstream()
-        await js.add_stream(StreamConfig(name="RAW", subjects=["raw.>"], storage=StorageType.FILE))
-        for n in range(len(recipients)):
-            await js.add_consumer(
-                "RAW", ConsumerConfig(durable_name=f"c{n}", ack_policy=AckPolicy.EXPLICIT)
-            )
+        consumers = raw_consumers(len(recipients))
+        await raw_stream(js, consumers)
         bodies = [orjson.dumps(e) for e in payloads(events, recipients)]
-        consumers = [f"c{n}" for n in range(len(recipients))]
         async with child(sys.executable, "-m", "bench.farm", "raw", server.url, "RAW", *consumers):
             queue = list(bodies)
             started = time.perf_counter()
@@ -281,21 +326,15 @@ async def latency_at(rate: int, seconds: float) -> dict[str, float]:
             ):
                 async with Ledger.open(f"sqlite:///{data}/ledger.sqlite3") as ledger:
                     nc = await connect(server.url, name="bench-publisher")
+                    consumers = [WIRE.delivery_consumer(org) for org in recipients]
+                    await until(partial(_pulling, nc, WIRE.deliveries_stream, consumers), 60)
                     publisher = Publisher(nc, "renqiu-scjg", wire=WIRE, timeout_s=60)
-                    started = time.perf_counter()
 
                     async def one(event: dict[str, Any]) -> None:
                         sent[f"renqiu-scjg/{event['id']}"] = time.time()
                         await publisher.publish(event)
 
-                    async with asyncio.TaskGroup() as tasks:
-                        for n, event in enumerate(
-                            events
-                        ):  # open loop: the rate does not wait for replies
-                            delay = started + n / rate - time.perf_counter()
-                            if delay > 0:
-                                await asyncio.sleep(delay)
-                            tasks.create_task(one(event))
+                    await open_loop(rate, events, one)
                     await until(
                         lambda: _reached(ledger, len(events) * len(recipients)),
                         within=1800,
@@ -303,25 +342,67 @@ async def latency_at(rate: int, seconds: float) -> dict[str, float]:
                     )
                     rows = await ledger.pairs(day_from=_today(), day_to=_today())
                     await nc.close()
-    lags = sorted(
-        (r.acknowledged_at.timestamp() - sent[r.event_key]) * 1000
-        for r in rows
-        if r.acknowledged_at
+    return lag_figures(
+        [
+            (r.acknowledged_at.timestamp() - sent[r.event_key]) * 1000
+            for r in rows
+            if r.acknowledged_at
+        ]
     )
-    return {
-        "p50_ms": nearest_rank(lags, 50) or 0.0,
-        "p99_ms": nearest_rank(lags, 99) or 0.0,
-        "max_ms": lags[-1],
-    }
+
+
+async def raw_latency_at(rate: int, seconds: float) -> dict[str, float]:
+    """The same offered rate through nats-py alone: publish with ack, 20 consumers acking."""
+    recipients = county_recipients()
+    bodies = [orjson.dumps(e) for e in payloads(int(rate * seconds), recipients)]
+    consumers = raw_consumers(len(recipients))
+    with tempfile.TemporaryDirectory(prefix="bench-rawlat-") as data:
+        lags_file = Path(data) / "lags.json"
+        async with nats_server(True) as server:
+            nc = await connect(server.url, name="bench-raw")
+            js = nc.jetstream()
+            await raw_stream(js, consumers)
+            env = {**os.environ, "BENCH_LAGS": str(lags_file)}
+            async with child(
+                sys.executable, "-m", "bench.farm", "raw", server.url, "RAW", *consumers, env=env
+            ):
+                await until(partial(_pulling, nc, "RAW", consumers), within=60)
+
+                async def one(body: bytes) -> None:
+                    await js.publish("raw.permit", body, headers={SENT_HEADER: repr(time.time())})
+
+                await open_loop(rate, bodies, one)
+                await until(lambda: _all_acked(js, consumers, len(bodies)), within=900)
+            await nc.close()  # the farm wrote its lags when it stopped
+        lags = json.loads(lags_file.read_text(encoding="utf-8"))
+    return lag_figures(lags)
+
+
+async def _pulling(nc: Client, stream: str, consumers: list[str]) -> bool:
+    """Every recipient is up and waiting for messages (so start-up is not in the latency)."""
+    js = nc.jetstream()
+    for consumer in consumers:
+        try:
+            if not (await js.consumer_info(stream, consumer)).num_waiting:
+                return False
+        except nats.js.errors.NotFoundError:  # not created yet: keep waiting
+            return False
+    return True
 
 
 def _today() -> date:
     return shanghai_day(datetime.now(UTC))
 
 
-async def catch_up(events: int) -> dict[str, float]:
-    """A backlog of ``events`` × 20 deliveries waiting for offline recipients, then cleared."""
+async def catch_up(events: int, rounds: int) -> dict[str, float]:
+    """A backlog of ``events`` × 20 deliveries for offline recipients, cleared; ``rounds`` times.
+
+    One hub process throughout: its RSS after each round shows whether memory grows with the
+    number of deliveries handled (it must not).
+    """
     recipients = county_recipients()
+    backlog = events * len(recipients)
+    figures: dict[str, float] = {"backlog": backlog}
     with tempfile.TemporaryDirectory(prefix="bench-backlog-") as data:
         async with (
             nats_server(True) as server,
@@ -329,31 +410,63 @@ async def catch_up(events: int) -> dict[str, float]:
         ):
             async with Ledger.open(f"sqlite:///{data}/ledger.sqlite3") as ledger:
                 nc = await connect(server.url, name="bench-publisher")
-                await publish_hub(nc, payloads(events, recipients))
-                backlog = events * len(recipients)
-                await until(lambda: _fanned_out(nc), within=1800, every=0.2)
-                pids = {"hub": hub.pid, "nats-server": server.pid or 0}
-                async with watching(pids) as peaks:
-                    started = time.perf_counter()
-                    async with child(
-                        sys.executable,
-                        "-m",
-                        "bench.farm",
-                        "sdk",
-                        server.url,
-                        WIRE.root,
-                        *recipients,
-                    ):
-                        await until(lambda: _reached(ledger, backlog), within=1800, every=0.2)
-                        cleared_s = time.perf_counter() - started
+                for round_ in range(1, rounds + 1):
+                    await publish_hub(nc, payloads(events, recipients))
+                    await until(lambda: _fanned_out(nc), within=1800, every=0.2)
+                    pids = {"hub": hub.pid, "nats-server": server.pid or 0}
+                    async with watching(pids) as peaks:
+                        started = time.perf_counter()
+                        async with child(
+                            sys.executable,
+                            "-m",
+                            "bench.farm",
+                            "sdk",
+                            server.url,
+                            WIRE.root,
+                            *recipients,
+                        ):
+                            await until(
+                                partial(_reached, ledger, backlog * round_), within=1800, every=0.2
+                            )
+                            cleared_s = time.perf_counter() - started
+                    figures[f"hub_rss_after_round_{round_}_mib"] = rss_mib(hub.pid)
+                    if round_ == 1:
+                        hub_rss = peaks.series.get("hub", [0.0])
+                        figures |= {
+                            "seconds": cleared_s,
+                            "hub_rss_start_mib": hub_rss[0],
+                            "hub_rss_end_mib": hub_rss[-1],
+                            "hub_rss_peak_mib": peaks.peak_mib.get("hub", 0.0),
+                            "nats_rss_peak_mib": peaks.peak_mib.get("nats-server", 0.0),
+                        }
                 await nc.close()
-    hub_rss = peaks.series.get("hub", [0.0])
+    return figures
+
+
+def rss_mib(pid: int) -> float:
+    return float(psutil.Process(pid).memory_info().rss / 2**20)
+
+
+async def raw_catch_up(events: int) -> dict[str, float]:
+    """The same backlog through nats-py alone: 20 consumers start once every event is stored."""
+    consumers = raw_consumers(len(county_recipients()))
+    bodies = [orjson.dumps(e) for e in payloads(events, county_recipients())]
+    async with nats_server(True) as server:
+        nc = await connect(server.url, name="bench-raw")
+        js = nc.jetstream()
+        await raw_stream(js, consumers)
+        await asyncio.gather(*(js.publish("raw.permit", body) for body in bodies))
+        async with watching({"nats-server": server.pid or 0}) as peaks:
+            started = time.perf_counter()
+            async with child(
+                sys.executable, "-m", "bench.farm", "raw", server.url, "RAW", *consumers
+            ):
+                await until(lambda: _all_acked(js, consumers, events), within=900)
+                cleared_s = time.perf_counter() - started
+        await nc.close()
     return {
-        "backlog": backlog,
+        "backlog": events * len(consumers),
         "seconds": cleared_s,
-        "hub_rss_start_mib": hub_rss[0],
-        "hub_rss_end_mib": hub_rss[-1],
-        "hub_rss_peak_mib": peaks.peak_mib.get("hub", 0.0),
         "nats_rss_peak_mib": peaks.peak_mib.get("nats-server", 0.0),
     }
 
@@ -439,6 +552,43 @@ async def scaling(organisations: int, events: int) -> dict[str, float]:
     }
 
 
+async def raw_scaling(organisations: int, events: int) -> dict[str, float]:
+    """nats-py alone with the same counties: a consumer per township, filtered to its county."""
+    with tempfile.TemporaryDirectory(prefix="bench-rawscale-") as data:
+        counties = synthetic_registry(Path(data) / "registry.toml", organisations)
+    consumers = [org for county in counties for org in county]
+    filters = [f"raw.{org.split('-')[0]}" for org in consumers]
+    async with nats_server(True) as server:
+        nc = await connect(server.url, name="bench-raw")
+        js = nc.jetstream()
+        await raw_stream(js, consumers, filters)
+        now = datetime.now(UTC)
+        queue = [
+            (f"raw.c{n % len(counties) + 1:03d}", orjson.dumps(sample_event("other", "x", now, n)))
+            for n in range(events)
+        ]
+        async with child(sys.executable, "-m", "bench.farm", "raw", server.url, "RAW", *consumers):
+            started = time.perf_counter()
+
+            async def worker() -> None:
+                while queue:
+                    await js.publish(*queue.pop())
+
+            await asyncio.gather(*(worker() for _ in range(PUBLISHERS)))
+            await until(lambda: _none_pending(js, consumers), within=1800, every=0.5)
+            total_s = time.perf_counter() - started
+        await nc.close()
+    return {"organisations": len(consumers), "deliveries_per_s": events * 20 / total_s}
+
+
+async def _none_pending(js: Any, consumers: list[str]) -> bool:
+    for consumer in consumers:
+        info = await js.consumer_info("RAW", consumer)
+        if info.num_pending or info.num_ack_pending:
+            return False
+    return True
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -469,19 +619,30 @@ async def run(quick: bool) -> dict[str, Any]:
             runs, partial(hub_throughput, sync, events), f"hub {mode}"
         )
         save(name, results)
+    seconds = 3 if quick else 10
     for rate in (200, 1000):
+        results[f"raw latency at {rate}/s"] = await repeat(
+            runs, partial(raw_latency_at, rate, seconds), f"raw latency {rate}/s"
+        )
         results[f"latency at {rate}/s"] = await repeat(
-            runs, partial(latency_at, rate, 3 if quick else 10), f"latency {rate}/s"
+            runs, partial(latency_at, rate, seconds), f"latency {rate}/s"
         )
         save(name, results)
     backlog_events = 500 if quick else 5000
-    results["catch-up"] = await repeat(runs, lambda: catch_up(backlog_events), "catch-up")
+    results["raw catch-up"] = await repeat(
+        runs, partial(raw_catch_up, backlog_events), "raw catch-up"
+    )
+    results["catch-up"] = await repeat(
+        runs, partial(catch_up, backlog_events, 2 if quick else 4), "catch-up"
+    )
     save(name, results)
     for organisations in (20, 200) if quick else (20, 200, 2000):
+        scale_events = 200 if quick else 1000
+        results[f"raw {organisations} organisations"] = await repeat(
+            runs, partial(raw_scaling, organisations, scale_events), f"raw {organisations} orgs"
+        )
         results[f"{organisations} organisations"] = await repeat(
-            runs,
-            partial(scaling, organisations, 200 if quick else 1000),
-            f"{organisations} orgs",
+            runs, partial(scaling, organisations, scale_events), f"{organisations} orgs"
         )
         save(name, results)
     return results
@@ -500,30 +661,42 @@ def main() -> None:
     print(table)
     print(f"→ {path}")
     if not args.quick:
-        TABLE.write_text(table + "\n", encoding="utf-8")
-        print(f"→ {TABLE}")
+        publish_table(table)
 
 
 def render_saved() -> None:
     """Print (and write) the table of the last full run from its JSON."""
     results = json.loads((RESULTS / "delivery.json").read_text(encoding="utf-8"))
-    TABLE.write_text(render(results) + "\n", encoding="utf-8")
+    publish_table(render(results))
     print(TABLE.read_text(encoding="utf-8"))
 
 
+def publish_table(table: str) -> None:
+    """Write the table to ``results/delivery.md`` and between the markers in ``bench/README.md``."""
+    TABLE.write_text(table + "\n", encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
+    head, rest = readme.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    README.write_text(f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail}", encoding="utf-8")
+    print(f"→ {TABLE}, {README}")
+
+
 def render(results: dict[str, Any]) -> str:
-    """The results as a Markdown table (min / median of the runs)."""
+    """The results as Markdown tables (min / median of the runs)."""
 
     def cell(figure: dict[str, Any], key: str, fmt: str = "{:,.0f}") -> str:
         s = figure[key]
         return f"{fmt.format(s['min'])} / {fmt.format(s['median'])}"
 
+    def median(figure: dict[str, Any], *keys: str) -> list[float]:
+        return [figure[k]["median"] for k in keys]
+
     m = results["machine"]
     out = [
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}; "
-        f"{m['nats_server']}; {results['runs']} run(s) per figure, min / median.",
+        f"Measured {m['when'][:10]} on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB;"
+        f" Python {m['python']}; {m['nats_server']}; {results['runs']} run(s) per figure.",
         "",
-        "| figure | raw nats-py | hub | hub / raw (median) |",
+        "| figure (min / median) | raw nats-py | hub | hub / raw (median) |",
         "|---|---|---|---|",
     ]
     for mode in ("fsync always", "fsync off"):
@@ -534,40 +707,53 @@ def render(results: dict[str, Any]) -> str:
         ):
             ratio = hub[key]["median"] / raw[key]["median"]
             out.append(f"| {label}, {mode} | {cell(raw, key)} | {cell(hub, key)} | {ratio:.0%} |")
-    out += ["", "| figure (hub, fsync always) | value |", "|---|---|"]
-    for rate in (200, 1000):
-        f = results[f"latency at {rate}/s"]
-        p50, p99, top = (f[k]["median"] for k in ("p50_ms", "p99_ms", "max_ms"))
-        out.append(
-            f"| publish→receipt at {rate} events/s × 20, p50 / p99 / max ms (median run) | "
-            f"{p50:,.0f} / {p99:,.0f} / {top:,.0f} |"
-        )
-    c = results["catch-up"]
-    backlog = int(c["backlog"]["median"])
-    out.append(
-        f"| backlog of {backlog:,} deliveries cleared in, s | {cell(c, 'seconds', '{:,.1f}')} |"
-    )
-    start, end, peak = (
-        c[k]["median"] for k in ("hub_rss_start_mib", "hub_rss_end_mib", "hub_rss_peak_mib")
-    )
-    out.append(
-        f"| hub RSS in catch-up: start → end (peak), MiB | {start:.0f} → {end:.0f} ({peak:.0f}) |"
-    )
-    out.append(
-        f"| nats-server peak RSS during catch-up, MiB | {c['nats_rss_peak_mib']['median']:.0f} |"
-    )
     out += [
         "",
-        "| organisations | hub start-up, s | accepted/s | deliveries/s | hub peak RSS, MiB |",
-        "|---|---|---|---|---|",
+        "| figure (fsync always) | raw nats-py | hub |",
+        "|---|---|---|",
     ]
-    for key in (k for k in results if k.endswith(" organisations")):
-        f = results[key]
-        startup, accepted, delivered, rss = (
-            f[k]["median"]
-            for k in ("startup_s", "accepted_per_s", "deliveries_per_s", "hub_rss_peak_mib")
+    for rate in (200, 1000):
+        raw_lag, hub_lag = (
+            " / ".join(f"{v:,.0f}" for v in median(results[k], "p50_ms", "p99_ms", "max_ms"))
+            for k in (f"raw latency at {rate}/s", f"latency at {rate}/s")
         )
         out.append(
-            f"| {key.split()[0]} | {startup:.1f} | {accepted:,.0f} | {delivered:,.0f} | {rss:.0f} |"
+            f"| publish→acknowledgement at {rate} events/s × 20, p50 / p99 / max ms"
+            f" (median run) | {raw_lag} | {hub_lag} |"
+        )
+    raw_c, c = results["raw catch-up"], results["catch-up"]
+    backlog = int(c["backlog"]["median"])
+    out.append(
+        f"| backlog of {backlog:,} deliveries cleared in, s (min / median) |"
+        f" {cell(raw_c, 'seconds', '{:,.1f}')} | {cell(c, 'seconds', '{:,.1f}')} |"
+    )
+    out.append(
+        f"| nats-server peak RSS during catch-up, MiB | {raw_c['nats_rss_peak_mib']['median']:.0f}"
+        f" | {c['nats_rss_peak_mib']['median']:.0f} |"
+    )
+    start, end, peak = median(c, "hub_rss_start_mib", "hub_rss_end_mib", "hub_rss_peak_mib")
+    out.append(
+        f"| hub RSS during the first catch-up: start → end (peak), MiB | — |"
+        f" {start:.0f} → {end:.0f} ({peak:.0f}) |"
+    )
+    rounds = sorted(k for k in c if k.startswith("hub_rss_after_round_"))
+    after = " / ".join(f"{v:.0f}" for v in median(c, *rounds))
+    handled = " / ".join(f"{backlog * (n + 1) // 1000:,}k" for n in range(len(rounds)))
+    out.append(f"| hub RSS after {handled} deliveries (one process), MiB | — | {after} |")
+    out += [
+        "",
+        "| organisations | raw deliveries/s | hub deliveries/s | hub / raw | hub accepted/s"
+        " | hub start-up, s | hub peak RSS, MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in (k for k in results if k.endswith(" organisations") and not k.startswith("raw")):
+        f, raw_f = results[key], results[f"raw {key}"]
+        startup, accepted, delivered, rss = median(
+            f, "startup_s", "accepted_per_s", "deliveries_per_s", "hub_rss_peak_mib"
+        )
+        raw_delivered = raw_f["deliveries_per_s"]["median"]
+        out.append(
+            f"| {key.split()[0]} | {raw_delivered:,.0f} | {delivered:,.0f} |"
+            f" {delivered / raw_delivered:.0%} | {accepted:,.0f} | {startup:.1f} | {rss:.0f} |"
         )
     return "\n".join(out)
