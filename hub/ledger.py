@@ -3,6 +3,11 @@
 A projection of the events and receipts streams into SQL (SQLite by default, PostgreSQL in
 production). Every write is an idempotent upsert whose result does not depend on how the two
 streams interleave, so a rebuild from the streams gives the same rows as the live projection.
+
+"Delivered" is what the recipient's receipts say: the earliest ``received_at`` of any receipt for
+the pair (a ``failed`` attempt's too), never later than the hub stored that receipt. A recipient
+system that dies before it sends any receipt leaves the pair pending, without a delivery time,
+until a redelivery's receipt or the dead-letter record arrives.
 """
 
 from __future__ import annotations
