@@ -56,6 +56,7 @@ PUBLISHERS = 16  # requests in flight, for the hub and for raw alike
 SPLIT_LEDGER = os.environ.get("BENCH_SPLIT_LEDGER") == "1"  # the ledger in a process of its own
 WIRE = Wire()
 T = TypeVar("T")
+RATES = (100, 200, 1000)  # offered events/s for the latency figures
 
 
 def county_recipients() -> list[str]:
@@ -239,7 +240,14 @@ async def _reached(ledger: Ledger, count: int) -> bool:
 
 async def raw_stream(js: Any, consumers: list[str], filters: list[str] | None = None) -> None:
     """The stream ``RAW`` (``raw.>``) with a durable, explicitly acked consumer per recipient."""
-    await js.add_stream(StreamConfig(name="RAW", subjects=["raw.>"], storage=StorageType.FILE))
+    await js.add_stream(
+        StreamConfig(
+            name="RAW",
+            subjects=["raw.>"],
+            storage=StorageType.FILE,
+            max_consumers=100_000,  # past JetStream's default cap of 1,000, as the hub's stream
+        )
+    )
     for n, consumer in enumerate(consumers):
         await js.add_consumer(
             "RAW",
@@ -603,48 +611,49 @@ async def repeat(
     return {k: summary([s[k] for s in samples]) for k in keys} | {"samples": samples}
 
 
-async def run(quick: bool) -> dict[str, Any]:
-    """Every figure, saved as it comes in (a failure late in the run keeps the earlier ones)."""
+async def run(quick: bool, resume: bool = False) -> dict[str, Any]:
+    """Every figure, saved as it comes in (a failure late in the run keeps the earlier ones).
+
+    With ``resume``, the figures already in the saved results are kept and only the missing ones
+    are measured (same machine, same code: the table says when each part was measured).
+    """
     runs = 1 if quick else 3
     name = "delivery-quick" if quick else "delivery"
     events = 500 if quick else 2000
-    results: dict[str, Any] = {"machine": machine(), "runs": runs, "events": events}
+    saved = RESULTS / f"{name}.json"
+    results: dict[str, Any] = (
+        json.loads(saved.read_text(encoding="utf-8"))
+        if resume and saved.exists()
+        else {"machine": machine(), "runs": runs, "events": events}
+    )
+    if resume:
+        results.setdefault("resumed", []).append(machine()["when"])
+
+    async def figure(key: str, job: Callable[[], Awaitable[dict[str, float]]]) -> None:
+        if key not in results:
+            results[key] = await repeat(runs, job, key)
+            save(name, results)
+
     for sync in (True, False):
         mode = "fsync always" if sync else "fsync off"
-        results[f"raw, {mode}"] = await repeat(
-            runs, partial(raw_throughput, sync, events), f"raw {mode}"
-        )
-        save(name, results)
-        results[f"hub, {mode}"] = await repeat(
-            runs, partial(hub_throughput, sync, events), f"hub {mode}"
-        )
-        save(name, results)
+        await figure(f"raw, {mode}", partial(raw_throughput, sync, events))
+        await figure(f"hub, {mode}", partial(hub_throughput, sync, events))
     seconds = 3 if quick else 10
-    for rate in (200, 1000):
-        results[f"raw latency at {rate}/s"] = await repeat(
-            runs, partial(raw_latency_at, rate, seconds), f"raw latency {rate}/s"
-        )
-        results[f"latency at {rate}/s"] = await repeat(
-            runs, partial(latency_at, rate, seconds), f"latency {rate}/s"
-        )
-        save(name, results)
+    for rate in RATES:
+        await figure(f"raw latency at {rate}/s", partial(raw_latency_at, rate, seconds))
+        await figure(f"latency at {rate}/s", partial(latency_at, rate, seconds))
     backlog_events = 500 if quick else 5000
-    results["raw catch-up"] = await repeat(
-        runs, partial(raw_catch_up, backlog_events), "raw catch-up"
-    )
-    results["catch-up"] = await repeat(
-        runs, partial(catch_up, backlog_events, 2 if quick else 4), "catch-up"
-    )
-    save(name, results)
+    await figure("raw catch-up", partial(raw_catch_up, backlog_events))
+    await figure("catch-up", partial(catch_up, backlog_events, 2 if quick else 4))
     for organisations in (20, 200) if quick else (20, 200, 2000):
         scale_events = 200 if quick else 1000
-        results[f"raw {organisations} organisations"] = await repeat(
-            runs, partial(raw_scaling, organisations, scale_events), f"raw {organisations} orgs"
+        await figure(
+            f"raw {organisations} organisations",
+            partial(raw_scaling, organisations, scale_events),
         )
-        results[f"{organisations} organisations"] = await repeat(
-            runs, partial(scaling, organisations, scale_events), f"{organisations} orgs"
+        await figure(
+            f"{organisations} organisations", partial(scaling, organisations, scale_events)
         )
-        save(name, results)
     return results
 
 
@@ -653,9 +662,12 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="one run each, small sizes (a smoke test)"
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="measure only the figures missing from the results"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the farm's reconnect notices are not figures
-    results = asyncio.run(run(args.quick))
+    results = asyncio.run(run(args.quick, args.resume))
     path = save("delivery-quick" if args.quick else "delivery", results)
     table = render(results)
     print(table)
@@ -694,7 +706,14 @@ def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     out = [
         f"Measured {m['when'][:10]} on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB;"
-        f" Python {m['python']}; {m['nats_server']}; {results['runs']} run(s) per figure.",
+        f" Python {m['python']}; {m['nats_server']}; {results['runs']} run(s) per figure."
+        + (
+            " Figures missing after an interrupted run were measured by `--resume` at "
+            + ", ".join(w[:16].replace("T", " ") for w in results["resumed"])
+            + " UTC, same machine."
+            if results.get("resumed")
+            else ""
+        ),
         "",
         "| figure (min / median) | raw nats-py | hub | hub / raw (median) |",
         "|---|---|---|---|",
@@ -712,7 +731,7 @@ def render(results: dict[str, Any]) -> str:
         "| figure (fsync always) | raw nats-py | hub |",
         "|---|---|---|",
     ]
-    for rate in (200, 1000):
+    for rate in (r for r in RATES if f"latency at {r}/s" in results):
         raw_lag, hub_lag = (
             " / ".join(f"{v:,.0f}" for v in median(results[k], "p50_ms", "p99_ms", "max_ms"))
             for k in (f"raw latency at {rate}/s", f"latency at {rate}/s")
