@@ -205,3 +205,28 @@ async def test_report_for_an_unknown_organisation_exits_2(settings: HubSettings)
         settings, "report", "org", "renqiu-nowhere", "--from", "2025-09-01", "--to", "2025-09-30"
     )
     assert code == 2 and "不在组织登记簿中" in err
+
+
+async def test_up_with_a_three_node_cluster_replicates_the_streams(
+    settings: HubSettings, tmp_path: Path
+) -> None:
+    code, out, err = await run_hub(
+        settings,
+        "up",
+        "--cluster",
+        "3",
+        "--rounds",
+        "3",
+        "--interval",
+        "0.2",
+        HUB_NATS_URL="",
+        HUB_DATA_DIR=str(tmp_path),
+    )
+    assert code == 0, err
+    assert "（3 节点集群，流复制 3 份）" in out
+    assert "送达 19/19 个单位已签收" in out  # delivered and acknowledged through the cluster
+    assert sorted(p.name for p in (tmp_path / "nats-cluster").iterdir()) == [
+        "node-1",
+        "node-2",
+        "node-3",
+    ]
