@@ -211,9 +211,9 @@ async def acknowledged(ledger: Ledger) -> int:
     return (await ledger.counts()).get("acknowledged", 0)
 
 
-async def hub_throughput(sync: bool, events: int) -> dict[str, float]:
-    """Accepted events/s and deliveries/s through the whole hub path (ledger included)."""
-    recipients = county_recipients()
+@asynccontextmanager
+async def county_hub(sync: bool, recipients: list[str]) -> AsyncIterator[tuple[Ledger, Client]]:
+    """``hub serve``, the SDK farm of ``recipients`` and a publisher's connection; the ledger."""
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as data:
         async with nats_server(sync) as server, hub_process(server, Path(data), recipients):
             async with child(
@@ -221,13 +221,20 @@ async def hub_throughput(sync: bool, events: int) -> dict[str, float]:
             ):
                 async with Ledger.open(f"sqlite:///{data}/ledger.sqlite3") as ledger:
                     nc = await connect(server.url, name="bench-publisher")
-                    started = time.perf_counter()
-                    publish_s = await publish_hub(nc, payloads(events, recipients))
-                    await until(
-                        lambda: _reached(ledger, events * len(recipients)), within=900, every=0.2
-                    )
-                    total_s = time.perf_counter() - started
-                    await nc.close()
+                    try:
+                        yield ledger, nc
+                    finally:
+                        await nc.close()
+
+
+async def hub_throughput(sync: bool, events: int) -> dict[str, float]:
+    """Accepted events/s and deliveries/s through the whole hub path (ledger included)."""
+    recipients = county_recipients()
+    async with county_hub(sync, recipients) as (ledger, nc):
+        started = time.perf_counter()
+        publish_s = await publish_hub(nc, payloads(events, recipients))
+        await until(lambda: _reached(ledger, events * len(recipients)), within=900, every=0.2)
+        total_s = time.perf_counter() - started
     return {
         "accepted_per_s": events / publish_s,
         "deliveries_per_s": events * len(recipients) / total_s,
@@ -327,29 +334,18 @@ async def latency_at(rate: int, seconds: float) -> dict[str, float]:
     recipients = county_recipients()
     events = payloads(int(rate * seconds), recipients)
     sent: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-lat-") as data:
-        async with nats_server(True) as server, hub_process(server, Path(data), recipients):
-            async with child(
-                sys.executable, "-m", "bench.farm", "sdk", server.url, WIRE.root, *recipients
-            ):
-                async with Ledger.open(f"sqlite:///{data}/ledger.sqlite3") as ledger:
-                    nc = await connect(server.url, name="bench-publisher")
-                    consumers = [WIRE.delivery_consumer(org) for org in recipients]
-                    await until(partial(_pulling, nc, WIRE.deliveries_stream, consumers), 60)
-                    publisher = Publisher(nc, "renqiu-scjg", wire=WIRE, timeout_s=60)
+    async with county_hub(True, recipients) as (ledger, nc):
+        consumers = [WIRE.delivery_consumer(org) for org in recipients]
+        await until(partial(_pulling, nc, WIRE.deliveries_stream, consumers), within=60)
+        publisher = Publisher(nc, "renqiu-scjg", wire=WIRE, timeout_s=60)
 
-                    async def one(event: dict[str, Any]) -> None:
-                        sent[f"renqiu-scjg/{event['id']}"] = time.time()
-                        await publisher.publish(event)
+        async def one(event: dict[str, Any]) -> None:
+            sent[f"renqiu-scjg/{event['id']}"] = time.time()
+            await publisher.publish(event)
 
-                    await open_loop(rate, events, one)
-                    await until(
-                        lambda: _reached(ledger, len(events) * len(recipients)),
-                        within=1800,
-                        every=0.2,
-                    )
-                    rows = await ledger.pairs(day_from=_today(), day_to=_today())
-                    await nc.close()
+        await open_loop(rate, events, one)
+        await until(lambda: _reached(ledger, len(events) * len(recipients)), within=1800, every=0.2)
+        rows = await ledger.pairs(day_from=_today(), day_to=_today())
     return lag_figures(
         [
             (r.acknowledged_at.timestamp() - sent[r.event_key]) * 1000
