@@ -453,8 +453,9 @@ def rss_mib(pid: int) -> float:
 
 async def raw_catch_up(events: int) -> dict[str, float]:
     """The same backlog through nats-py alone: 20 consumers start once every event is stored."""
-    consumers = raw_consumers(len(county_recipients()))
-    bodies = [orjson.dumps(e) for e in payloads(events, county_recipients())]
+    recipients = county_recipients()
+    consumers = raw_consumers(len(recipients))
+    bodies = [orjson.dumps(e) for e in payloads(events, recipients)]
     async with nats_server(True) as server:
         nc = await connect(server.url, name="bench-raw")
         js = nc.jetstream()

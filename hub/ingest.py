@@ -10,7 +10,7 @@ is only answered once the rejected message is kept.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -19,6 +19,7 @@ from hub.envelope import dump_event, parse_event, peek, personal_data_addressees
 from hub.errors import EventRejected
 from hub.registry import Registry
 from hub.routing import recipients_for
+from hub.timeliness import Clock
 from schemas.common import resident_id_needs_review
 from schemas.complaint_outcome import ComplaintOutcome
 from schemas.envelope import Event
@@ -32,8 +33,6 @@ from schemas.wire import (
 )
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:

@@ -8,7 +8,6 @@ names exactly which accepted events the stream no longer holds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,11 +15,10 @@ from nats.js import JetStreamContext
 
 from hub.ledger import EventRow, Ledger
 from hub.streams import read_stream
+from hub.timeliness import Clock
 from schemas.wire import HEADER_MSG_ID, Wire
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 async def stored_keys(js: JetStreamContext, wire: Wire) -> dict[int, str]:

@@ -18,13 +18,14 @@ from hub.config import HubSettings
 from hub.delivery import FanOut
 from hub.envelope import dump_reply
 from hub.errors import ConfigError
-from hub.ingest import Clock, Ingest, utc_now
+from hub.ingest import Ingest, utc_now
 from hub.ledger import Ledger
 from hub.metrics import HubMetrics, middleware
 from hub.projection import Projector, ReceiptTime, stored_at
 from hub.reconcile import StoreCheck, report_missing
 from hub.registry import Registry
 from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
+from hub.timeliness import Clock
 from hub.web import WebState, web_app
 from subscribers.connection import connect
 from subscribers.serving import address, listening, serve_asgi

@@ -8,6 +8,7 @@ when its day has ended counts as late, and stays tracked until it is acknowledge
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -15,6 +16,8 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+Clock = Callable[[], datetime]  # "now"; the hub uses UTC, tests inject their own
 
 Cause = Literal["publisher", "delivery"]
 CAUSE_ZH: dict[Cause, str] = {"publisher": "发布迟延", "delivery": "送达迟延"}

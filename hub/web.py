@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib import resources
@@ -26,12 +25,11 @@ from hub.metrics import HubMetrics
 from hub.ops import OpsSnapshot, ops_snapshot
 from hub.reconcile import StoreCheck
 from hub.registry import Registry
-from hub.timeliness import SHANGHAI
+from hub.timeliness import SHANGHAI, Clock
 from schemas.envelope import CATEGORIES
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 READY_TIMEOUT_S = 2.0
 
 

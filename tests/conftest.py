@@ -78,13 +78,7 @@ async def _delete_streams(settings: HubSettings) -> None:
     client = await nats.connect(settings.nats_url or "")
     try:
         js = client.jetstream()
-        for stream in (
-            (w := settings.wire).events_stream,
-            w.deliveries_stream,
-            w.receipts_stream,
-            w.quarantine_stream,
-            w.advisories_stream,
-        ):
+        for stream in settings.wire.streams:
             await js.delete_stream(stream)
     finally:
         await client.close()

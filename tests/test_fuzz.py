@@ -247,14 +247,7 @@ def background_hub(
 
 
 async def _drop_streams(hub: BackgroundHub) -> None:
-    w = hub.settings.wire
-    for stream in (
-        w.events_stream,
-        w.deliveries_stream,
-        w.receipts_stream,
-        w.quarantine_stream,
-        w.advisories_stream,
-    ):
+    for stream in hub.settings.wire.streams:
         await hub.hub.js.delete_stream(stream)
 
 
