@@ -35,7 +35,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
 from bench.farm import SENT_HEADER
 from bench.machine import RESULTS, machine, save, summary
-from hub.ledger import Ledger
+from hub.ledger import DeliveryState, Ledger
 from hub.natsd import NatsServer
 from hub.registry import OrgKind, load_registry
 from hub.reports import nearest_rank
@@ -208,7 +208,7 @@ async def publish_hub(
 
 
 async def acknowledged(ledger: Ledger) -> int:
-    return (await ledger.counts()).get("acknowledged", 0)
+    return (await ledger.counts()).get(DeliveryState.ACKNOWLEDGED, 0)
 
 
 @asynccontextmanager

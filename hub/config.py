@@ -51,8 +51,21 @@ class HubSettings(BaseSettings):
         default=True, description="the hub process keeps the ledger (off: run `hub ledger follow`)"
     )
 
+    ledger_wait_s: float = Field(
+        default=60.0, ge=0, description="how long the hub waits at start-up for the ledger database"
+    )
+    store_check_s: float = Field(
+        default=15.0, gt=0, description="how often the events stream is checked against the ledger"
+    )
+    store_check_full_s: float = Field(
+        default=3600.0, gt=0, description="how often every event's key is read back (full check)"
+    )
+
     web_host: str = Field(default="127.0.0.1", description="ops page, metrics and health")
     web_port: int = Field(default=8080, ge=0, le=65535, description="0: a free port")
+    dashboard_port: int = Field(
+        default=8081, ge=0, le=65535, description="the township dashboard of hub up / hub dashboard"
+    )
     at_risk_after: time = Field(
         default=time(20, 0),
         description="from this time of day (Asia/Shanghai) open events formed today are at risk",

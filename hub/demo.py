@@ -18,8 +18,9 @@ from nats.aio.client import Client
 from hub.config import HubSettings
 from hub.errors import EventRejected, HubUnavailable
 from hub.registry import OrgKind, Registry
-from hub.samples import RENQIU_PUBLISHERS, SHANGHAI, sample_event
+from hub.samples import RENQIU_PUBLISHERS, sample_event
 from schemas.envelope import CATEGORIES, DELIVERED, EVENT_ADAPTER, Event, summary_zh
+from schemas.shanghai import clock_text
 from subscribers.connection import connect
 from subscribers.inbox import Inbox
 from subscribers.publisher import Publisher
@@ -27,11 +28,6 @@ from subscribers.recipient import Delivery, Recipient
 
 Emit = Callable[[str], None]
 SETTLE_TIMEOUT_S = 10.0
-
-
-def clock_zh(moment: datetime | None = None) -> str:
-    """``[HH:MM:SS]`` in Asia/Shanghai."""
-    return (moment or datetime.now(UTC)).astimezone(SHANGHAI).strftime("[%H:%M:%S]")
 
 
 class DemoCounty:
@@ -123,16 +119,16 @@ class DemoCounty:
             self.rejected += 1
             reasons = "；".join(f"{e.field}：{e.message_zh}" for e in exc.errors)
             self.emit(
-                f"{clock_zh()} 拒收 {name} · {label} · {reasons}"
+                f"{clock_text()} 拒收 {name} · {label} · {reasons}"
                 f" → 已隔离（序号 {exc.quarantine_seq}）"
             )
             return
         except HubUnavailable as exc:
-            self.emit(f"{clock_zh()} 暂不可用 {name} · {exc.reason}")
+            self.emit(f"{clock_text()} 暂不可用 {name} · {exc.reason}")
             return
         self.accepted += 1
         self.emit(
-            f"{clock_zh()} 发布 {name} · {label} · {summary_of(event)}"
+            f"{clock_text()} 发布 {name} · {label} · {summary_of(event)}"
             f"\n           受理：事件序号 {accepted.seq}，接收单位 {len(accepted.recipients)} 个"
         )
         await self._report_delivery(
@@ -148,7 +144,7 @@ class DemoCounty:
             pass
         got = len(self.received[key] & expected)
         elapsed_ms = (time.monotonic() - started) * 1000
-        line = f"{clock_zh()} 送达 {got}/{len(expected)} 个单位已签收，用时 {elapsed_ms:.0f} ms"
+        line = f"{clock_text()} 送达 {got}/{len(expected)} 个单位已签收，用时 {elapsed_ms:.0f} ms"
         if redacted := self.redacted.get(key):
             full = expected - redacted
             names = "、".join(self.registry.name(o) for o in sorted(full))

@@ -1,24 +1,44 @@
-"""Every error the hub and its SDK raise on purpose.
+"""Every error the hub raises on purpose; the root and the SDK's errors come from the SDK.
 
 ::
 
-    HubError
-    ├── RegistryError          the registry file is unreadable or inconsistent
-    ├── ConfigError            a setting is missing or contradicts another
+    HubError                   (subscribers.errors)
     ├── EventRejected          the hub refused an event (field errors inside)
     ├── HubUnavailable         the hub did not answer or could not store; send again
+    │   ├── NatsUnavailable    no NATS server answered at the given address
+    │   ├── HubNotFound        the server answers, but the hub's streams are not on it
+    │   └── LedgerUnavailable  the ledger database did not answer
+    ├── ReaderConflict         another program already reads this organisation's deliveries
+    ├── RegistryError          the registry file is unreadable or inconsistent
+    ├── ConfigError            a setting is missing or contradicts another
+    ├── LedgerVersionError     the ledger was written by another version of the hub
     └── NatsServerError        the embedded nats-server would not start or stop
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from subscribers.errors import (
+    EventRejected,
+    HubError,
+    HubNotFound,
+    HubUnavailable,
+    NatsUnavailable,
+    ReaderConflict,
+)
 
-from schemas.replies import FieldError
-
-
-class HubError(Exception):
-    """Root of every error the hub raises on purpose."""
+__all__ = [
+    "ConfigError",
+    "EventRejected",
+    "HubError",
+    "HubNotFound",
+    "HubUnavailable",
+    "LedgerUnavailable",
+    "LedgerVersionError",
+    "NatsServerError",
+    "NatsUnavailable",
+    "ReaderConflict",
+    "RegistryError",
+]
 
 
 class RegistryError(HubError):
@@ -37,21 +57,24 @@ class ConfigError(HubError):
         super().__init__(f"{setting}: {rule}")
 
 
-class EventRejected(HubError):
-    """The hub refused an event; ``errors`` names every field and rule."""
+class LedgerUnavailable(HubUnavailable):
+    """The ledger database did not answer (``where`` never shows a password)."""
 
-    def __init__(self, errors: Sequence[FieldError], quarantine_seq: int | None = None) -> None:
-        self.errors, self.quarantine_seq = tuple(errors), quarantine_seq
-        lines = "\n".join(f"  - {e}" for e in self.errors)
-        super().__init__(f"事件被拒收（event rejected）:\n{lines}")
+    def __init__(self, where: str, detail: str) -> None:
+        self.where, self.detail = where, detail
+        super().__init__(f"台账数据库 {where} 不可用（{detail}）")
 
 
-class HubUnavailable(HubError):
-    """The hub did not answer in time or could not store the event; nothing was stored."""
+class LedgerVersionError(HubError):
+    """The ledger's tables were written by a hub with another schema version."""
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"枢纽暂不可用（hub unavailable）: {reason}")
+    def __init__(self, where: str, found: int, expected: int) -> None:
+        self.where, self.found, self.expected = where, found, expected
+        super().__init__(
+            f"台账 {where} 的结构版本为 {found}，本程序需要 {expected}："
+            "台账可由事件流完整重建，请运行 hub ledger rebuild --recreate"
+            f" / ledger schema version {found}, this hub needs {expected}"
+        )
 
 
 class NatsServerError(HubError):

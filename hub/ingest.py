@@ -60,7 +60,7 @@ class IngestMetrics(Protocol):
     def count_accepted(self, category: str) -> None:
         """One more event accepted."""
 
-    def count_rejected(self, rules: Iterable[str]) -> None:
+    def count_rejected(self, publisher: str, rules: Iterable[str]) -> None:
         """One more message rejected."""
 
 
@@ -148,7 +148,8 @@ class Ingest:
                 f" write: {exc}; nothing was kept, send it again"
             )
         if self.metrics is not None:
-            self.metrics.count_rejected(rules)
+            known = publisher if publisher in self.registry else "unknown"  # bounded labels
+            self.metrics.count_rejected(known, rules)
         log.info("ingest.rejected", extra={"org": publisher, "rules": rules, "quarantine_seq": seq})
         event_id = peek(raw).get("id") if len(raw) <= self.settings.max_event_bytes else None
         return Rejected(

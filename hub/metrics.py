@@ -4,8 +4,9 @@ Per recipient (refreshed from an ops snapshot at every scrape, so they equal the
 ``hub_backlog_events`` (not yet acknowledged), ``hub_oldest_pending_age_seconds``,
 ``hub_on_time_ratio_today``, ``hub_dead_letters`` and the gauge histogram
 ``hub_delivery_lag_seconds`` of today's acknowledged deliveries. Hub-wide counters:
-``hub_events_accepted_total`` by category, ``hub_events_rejected_total`` by rule and
-``hub_events_missing`` (accepted events the events stream lost, found at start-up). FastStream's
+``hub_events_accepted_total`` by category, ``hub_rejected_total`` by publisher and rule,
+``hub_events_missing`` (accepted events the events stream no longer holds, per the store check)
+and ``hub_store_check_ok`` (1 when the latest check could run). FastStream's
 Prometheus middleware adds the broker's own message metrics to the same registry.
 """
 
@@ -66,9 +67,9 @@ class HubMetrics:
             "hub_events_accepted", "Events accepted", ["category"], registry=self.registry
         )
         self.rejected = Counter(
-            "hub_events_rejected",
-            "Rejected messages, by broken rule",
-            ["rule"],
+            "hub_rejected",
+            "Rejected messages, by publisher and broken rule",
+            ["publisher", "rule"],
             registry=self.registry,
         )
         per_recipient: dict[str, str] = {
@@ -83,7 +84,12 @@ class HubMetrics:
         }
         self.events_missing = Gauge(
             "hub_events_missing",
-            "Accepted events (per the ledger) the events stream no longer holds, at start-up check",
+            "Accepted events (per the ledger) the events stream no longer holds",
+            registry=self.registry,
+        )
+        self.store_check_ok = Gauge(
+            "hub_store_check_ok",
+            "1 when the latest store check ran, 0 when it could not (database or NATS away)",
             registry=self.registry,
         )
         self._lag = _LagHistogram()
@@ -93,15 +99,16 @@ class HubMetrics:
         """One more event accepted."""
         self.accepted.labels(category=category).inc()
 
-    def count_rejected(self, rules: Iterable[str]) -> None:
+    def count_rejected(self, publisher: str, rules: Iterable[str]) -> None:
         """One more message rejected, counted once under each rule it broke."""
         for rule in set(rules):
-            self.rejected.labels(rule=rule).inc()
+            self.rejected.labels(publisher=publisher, rule=rule).inc()
 
     def refresh(self, snapshot: OpsSnapshot, store_check: StoreCheck) -> None:
         """Set the per-recipient figures from an ops snapshot, and the store check's outcome."""
         if store_check.missing is not None:
             self.events_missing.set(len(store_check.missing))
+        self.store_check_ok.set(0 if store_check.trouble else 1)
         for gauge in self.gauges.values():
             gauge.clear()
         for org in snapshot.orgs:

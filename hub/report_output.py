@@ -7,17 +7,17 @@ import io
 import json
 from collections.abc import Iterable
 from dataclasses import asdict
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from hub.ledger import STATE_ZH
+from hub.ledger import DeliveryState
 from hub.reports import DailyReport, Item, Line, OrgReport, Tally
-from hub.timeliness import CAUSE_ZH, SHANGHAI, VERDICT_ZH
+from hub.timeliness import CAUSE_ZH, VERDICT_ZH
 from schemas.envelope import CATEGORIES
+from schemas.shanghai import local_text
 
 
 class Format(StrEnum):
@@ -55,6 +55,9 @@ ITEM_COLUMNS = (
     ("cause", "迟延原因"),
     ("state", "状态"),
 )
+CSV_UNITS = {"lag_p50_s": "秒", "lag_p95_s": "秒", "lag_max_s": "秒", "on_time_rate": "%"}
+"""Units of the CSV columns whose table cells carry their own (``3分20秒``, ``98.5%``)."""
+BOM = "\ufeff"  # Excel and WPS read a CSV file as UTF-8 only when it starts with this mark
 ROLE_ZH = {"publisher": "作为发布单位", "recipient": "作为接收单位"}
 
 
@@ -81,11 +84,6 @@ def duration_zh(seconds: float | None) -> str:
 def rate_zh(rate: float | None) -> str:
     """A percentage with one decimal; ``—`` for an empty group."""
     return "—" if rate is None else f"{rate * 100:.1f}%"
-
-
-def time_zh(moment: datetime | None) -> str:
-    """A moment in Asia/Shanghai, to the second."""
-    return "—" if moment is None else moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _tally_cells(t: Tally) -> list[str]:
@@ -122,12 +120,12 @@ def _item_cells(item: Item) -> list[str]:
         item.event_key,
         category_zh(item.category),
         item.counterpart,
-        time_zh(item.formed_at),
-        time_zh(item.published_at),
-        time_zh(item.acknowledged_at),
+        local_text(item.formed_at),
+        local_text(item.published_at),
+        local_text(item.acknowledged_at),
         VERDICT_ZH[item.verdict],
         CAUSE_ZH[item.cause] if item.cause else "—",
-        STATE_ZH.get(item.state, item.state),
+        DeliveryState(item.state).zh,
     ]
 
 
@@ -163,17 +161,35 @@ def _print(*renderables: Any) -> str:
 
 
 def _csv(header: list[str], rows: Iterable[list[str]]) -> str:
+    """One table as CSV, with the byte-order mark spreadsheets need to read UTF-8."""
     out = io.StringIO()
+    out.write(BOM)
     writer = csv.writer(out)
     writer.writerow(header)
     writer.writerows(rows)
     return out.getvalue()
 
 
-def _csv_tally(t: Tally) -> list[str]:
+def _csv_tally_header() -> list[str]:
     return [
-        str(getattr(t, name)) if getattr(t, name) is not None else "" for name, _ in TALLY_COLUMNS
+        f"{label}（{CSV_UNITS[name]}）" if name in CSV_UNITS else label
+        for name, label in TALLY_COLUMNS
     ]
+
+
+def _csv_cell(name: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    if name == "on_time_rate":
+        return f"{value * 100:.1f}"
+    return f"{value:.3f}" if name in CSV_UNITS else str(value)
+
+
+def _csv_tally(t: Tally) -> list[str]:
+    values = {name: getattr(t, name) for name, _ in TALLY_COLUMNS} | {
+        "on_time_rate": t.on_time_rate
+    }
+    return [_csv_cell(name, values[name]) for name, _ in TALLY_COLUMNS]
 
 
 def render_daily(report: DailyReport, fmt: Format) -> str:
@@ -192,7 +208,7 @@ def render_daily(report: DailyReport, fmt: Format) -> str:
             indent=2,
         )
     if fmt is Format.CSV:
-        header = ["视角", "单位", "单位标识", "类别", *(label for _, label in TALLY_COLUMNS)]
+        header = ["视角", "单位", "单位标识", "类别", *_csv_tally_header()]
         rows = [
             [view, line.org_name, line.org, category_zh(line.category), *_csv_tally(line.tally)]
             for view, section in (("接收", report.by_recipient), ("发布", report.by_publisher))
@@ -201,7 +217,7 @@ def render_daily(report: DailyReport, fmt: Format) -> str:
         return _csv(header, rows)
     title = (
         f"第十六条当日共享情况日报 · {report.day.isoformat()}"
-        f"（生成于 {time_zh(report.generated_at)}）"
+        f"（生成于 {local_text(report.generated_at)}）"
     )
     summary = Table(title=title, title_justify="left")
     for _, label in TALLY_COLUMNS:
@@ -214,8 +230,8 @@ def render_daily(report: DailyReport, fmt: Format) -> str:
     )
 
 
-def render_org(report: OrgReport, fmt: Format) -> str:
-    """One organisation's scorecard in ``fmt``."""
+def render_org(report: OrgReport, fmt: Format, *, items_only: bool = False) -> str:
+    """One organisation's scorecard in ``fmt`` (CSV: the scorecard, or the items alone)."""
     if fmt is Format.JSON:
         return json.dumps(
             {
@@ -234,15 +250,16 @@ def render_org(report: OrgReport, fmt: Format) -> str:
             ensure_ascii=False,
             indent=2,
         )
+    if fmt is Format.CSV and items_only:
+        return _csv([label for _, label in ITEM_COLUMNS], (_item_cells(i) for i in report.items))
     if fmt is Format.CSV:
-        header = ["视角", "类别", *(label for _, label in TALLY_COLUMNS)]
+        header = ["视角", "类别", *_csv_tally_header()]
         rows = [
             [view, category_zh(line.category), *_csv_tally(line.tally)]
             for view, section in (("发布", report.as_publisher), ("接收", report.as_recipient))
             for line in section
         ]
-        listed = _csv([label for _, label in ITEM_COLUMNS], (_item_cells(i) for i in report.items))
-        return _csv(header, rows) + "\n" + listed
+        return _csv(header, rows)
     period = f"{report.day_from.isoformat()} 至 {report.day_to.isoformat()}"
     heading = (
         f"第二十三条信息共享考核 · {report.org_name}（{report.org}）· {period}\n"

@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from schemas.shanghai import SHANGHAI
 from subscribers.publisher import compose
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 ENTITIES = (
     ("任丘市鸿运食品有限公司", "91130982MA0D4XXK3L"),

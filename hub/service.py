@@ -22,8 +22,10 @@ from hub.ingest import Ingest, utc_now
 from hub.ledger import Ledger
 from hub.metrics import HubMetrics, middleware
 from hub.projection import Projector, ReceiptTime, stored_at
-from hub.reconcile import StoreCheck, report_missing
+from hub.reconcile import StoreCheck, keep_checking
 from hub.registry import Registry
+from hub.rejections import Rejections
+from hub.rejections import follow as follow_rejections
 from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
 from hub.timeliness import Clock
 from hub.web import WebState, web_app
@@ -111,7 +113,9 @@ async def running_hub(
     """
     async with AsyncExitStack() as stack:
         if ledger is None:
-            ledger = await stack.enter_async_context(Ledger.open(settings.ledger_database))
+            ledger = await stack.enter_async_context(
+                Ledger.open(settings.ledger_database, wait_s=settings.ledger_wait_s)
+            )
         metrics = HubMetrics()
         broker = new_broker(settings, metrics)
         await broker.connect()
@@ -122,9 +126,18 @@ async def running_hub(
         store = JetStreamStore(js, settings.request_timeout_s)
         register_ingest(broker, settings, Ingest(settings, registry, store, clock, metrics))
         await broker.start()
-        store_check = StoreCheck()
+        store_check, rejections = StoreCheck(), Rejections()
         web = web_app(
-            WebState(settings, registry, ledger, metrics, broker.connection, clock, store_check)
+            WebState(
+                settings,
+                registry,
+                ledger,
+                metrics,
+                broker.connection,
+                clock,
+                store_check,
+                rejections,
+            )
         )
         try:
             web_socket = listening(settings.web_host, settings.web_port)
@@ -138,7 +151,20 @@ async def running_hub(
                 projector = Projector(js, settings, ledger, receipt_time=receipt_time)
                 tasks.create_task(projector.run(stop))
             tasks.create_task(DeadLetters(js, settings).run(stop))
-            tasks.create_task(report_missing(js, settings.wire, ledger, store_check, clock))
+            tasks.create_task(follow_rejections(js, settings.wire, rejections, clock, stop))
+            tasks.create_task(
+                keep_checking(
+                    broker.connection,
+                    js,
+                    settings.wire,
+                    ledger,
+                    store_check,
+                    clock,
+                    stop,
+                    quick_every_s=settings.store_check_s,
+                    full_every_s=settings.store_check_full_s,
+                )
+            )
             web_url = address(web_socket)
             tasks.create_task(serve_asgi(web, web_socket, stop))
             log.info("hub.ready", extra={"url": settings.nats_url, "web": web_url})
@@ -161,7 +187,7 @@ async def serve(settings: HubSettings, registry: Registry, stop: asyncio.Event) 
 
 async def follow_ledger(settings: HubSettings, stop: asyncio.Event) -> None:
     """Keep the ledger in step with the streams, in a process of its own, until ``stop``."""
-    async with Ledger.open(settings.ledger_database) as ledger:
+    async with Ledger.open(settings.ledger_database, wait_s=settings.ledger_wait_s) as ledger:
         nc = await connect(settings.nats_url or "", name="hub-ledger")
         try:
             js = nc.jetstream(timeout=settings.request_timeout_s)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import nats.errors
 import nats.js.errors
+import orjson
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -25,7 +28,7 @@ from hub.config import HubSettings, bundle_bytes
 from hub.envelope import quarantine_headers
 from hub.ingest import StoreUnavailable
 from schemas.replies import FieldError
-from schemas.wire import Wire
+from schemas.wire import CONSUMER_BACKOFF_KEY, Wire
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ DAY_S = 86400.0
 HEADROOM_BYTES = 64 * 1024  # headers: the recipient list of a large county, ids, times
 MAX_RECIPIENTS = 100_000  # China has about 2,800 county-level units and 38,000 townships
 READ_TIMEOUT_S = 10.0  # a stream read stalls this long only if the server stops answering
+STREAM_NOT_FOUND = 10059  # JetStream's error code
 
 
 def stream_configs(settings: HubSettings) -> list[StreamConfig]:
@@ -102,6 +106,8 @@ def delivery_consumer_config(settings: HubSettings, wire: Wire, recipient: str) 
         max_deliver=settings.max_deliver,
         max_ack_pending=settings.max_ack_pending,
         num_replicas=settings.replicas,
+        # read by the SDK: the delays before retrying after a handler failed (HUB_BACKOFF_S)
+        metadata={CONSUMER_BACKOFF_KEY: ",".join(f"{d:g}" for d in settings.backoff_s)},
     )
 
 
@@ -143,6 +149,39 @@ async def ensure_consumers(
     await js.add_consumer(w.advisories_stream, hub_consumer_config(settings, w.advisories_consumer))
     for recipient in recipients:
         await js.add_consumer(w.deliveries_stream, delivery_consumer_config(settings, w, recipient))
+
+
+@dataclass(frozen=True)
+class StreamGaps:
+    """What a stream says it no longer holds: before ``first_seq``, after ``last_seq``, deleted."""
+
+    first_seq: int
+    last_seq: int
+    deleted: frozenset[int]
+
+
+async def stream_gaps(nc: Client, stream: str) -> StreamGaps:
+    """The stream's first and last sequence and its deleted messages, in one API request.
+
+    nats-py's ``stream_info`` does not ask for the deleted sequences, so the request is made here.
+    """
+    reply = await nc.request(
+        f"$JS.API.STREAM.INFO.{stream}",
+        orjson.dumps({"deleted_details": True}),
+        timeout=READ_TIMEOUT_S,
+    )
+    info = orjson.loads(reply.data)
+    if "error" in info:
+        error = info["error"]
+        if error.get("err_code") == STREAM_NOT_FOUND:
+            raise nats.js.errors.NotFoundError(description=error.get("description"))
+        raise nats.js.errors.APIError(description=str(error.get("description", error)))
+    state = info["state"]
+    return StreamGaps(
+        first_seq=int(state.get("first_seq", 0)),
+        last_seq=int(state.get("last_seq", 0)),
+        deleted=frozenset(int(s) for s in state.get("deleted") or ()),
+    )
 
 
 async def read_stream(

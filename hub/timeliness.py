@@ -10,12 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
-from zoneinfo import ZoneInfo
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from schemas.shanghai import SHANGHAI, end_of_day, shanghai_day
+
+__all__ = [
+    "CAUSE_ZH",
+    "SHANGHAI",
+    "VERDICT_ZH",
+    "Cause",
+    "Clock",
+    "Judgement",
+    "Verdict",
+    "end_of_day",
+    "judge",
+    "shanghai_day",
+]
 
 Clock = Callable[[], datetime]  # "now"; the hub uses UTC, tests inject their own
 
@@ -38,16 +50,6 @@ VERDICT_ZH = {
     Verdict.OVERDUE: "逾期未签收",
     Verdict.OPEN: "当日待签收",
 }
-
-
-def shanghai_day(moment: datetime) -> date:
-    """The Asia/Shanghai calendar day of an aware moment."""
-    return moment.astimezone(SHANGHAI).date()
-
-
-def end_of_day(day: date) -> datetime:
-    """The first instant after ``day`` in Asia/Shanghai."""
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=SHANGHAI)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.client import Client
@@ -25,12 +26,15 @@ from hub.metrics import HubMetrics
 from hub.ops import OpsSnapshot, ops_snapshot
 from hub.reconcile import StoreCheck
 from hub.registry import Registry
-from hub.timeliness import SHANGHAI, Clock
+from hub.rejections import WINDOW, Rejections
+from hub.timeliness import Clock
 from schemas.envelope import CATEGORIES
+from schemas.shanghai import local_text
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 2.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,6 +48,7 @@ class WebState:
     nc: Client
     clock: Clock
     store_check: StoreCheck
+    rejections: Rejections
 
 
 def page(name: str) -> str:
@@ -67,12 +72,20 @@ def web_app(state: WebState) -> Starlette:
         )
 
     async def ops_json(request: Request) -> Response:
-        return JSONResponse(
-            ops_document(await snapshot(request), state.registry, state.store_check)
-        )
+        try:
+            taken = await _within(state.settings.request_timeout_s, snapshot(request))
+        except LedgerSlow as slow:
+            return slow.response()
+        document = ops_document(taken, state.registry, state.store_check)
+        rejected = rejections_document(state.rejections, state.registry)
+        return JSONResponse(document | {"rejections": rejected})
 
     async def metrics(request: Request) -> Response:
-        state.metrics.refresh(await snapshot(request), state.store_check)
+        try:
+            taken = await _within(state.settings.request_timeout_s, snapshot(request))
+        except LedgerSlow as slow:
+            return slow.response()
+        state.metrics.refresh(taken, state.store_check)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def healthz(request: Request) -> Response:
@@ -105,6 +118,33 @@ def web_app(state: WebState) -> Starlette:
     )
 
 
+class LedgerSlow(Exception):
+    """The ledger did not answer a request in time (or failed): the page gets a 503."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+    def response(self) -> Response:
+        """503 with the reason, in Chinese and English."""
+        return JSONResponse(
+            {"error": f"台账数据库暂不可用（{self.detail}）/ ledger unavailable"}, status_code=503
+        )
+
+
+async def _within(timeout_s: float, work: Awaitable[T]) -> T:
+    """``work`` within ``timeout_s``; a slow or failing ledger becomes ``LedgerSlow``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await work
+    except TimeoutError as exc:
+        log.warning("web.ledger_slow", extra={"timeout_s": timeout_s})
+        raise LedgerSlow(f"{timeout_s:g} 秒内没有应答") from exc
+    except (OSError, DBAPIError) as exc:
+        log.warning("web.ledger_failed", extra={"error": repr(exc)})
+        raise LedgerSlow(type(exc).__name__) from exc
+
+
 async def _nats_ready(nc: Client) -> bool:
     if not nc.is_connected:
         return False
@@ -132,7 +172,7 @@ def ops_document(
     """The ops snapshot as the page reads it (times in Asia/Shanghai, durations in seconds)."""
 
     def when(moment: datetime | None) -> str | None:
-        return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S") if moment else None
+        return local_text(moment) if moment else None
 
     return {
         "generated_at": when(snapshot.generated_at),
@@ -152,7 +192,37 @@ def ops_document(
         "lag_by_hour": [asdict(h) for h in snapshot.lag_by_hour],
         "store_check": {
             "checked_at": when(store_check.checked_at),
+            "full_checked_at": when(store_check.full_checked_at),
             "missing": None if store_check.missing is None else len(store_check.missing),
             "examples": list((store_check.missing or ())[:5]),
+            "trouble": store_check.trouble,
         },
+    }
+
+
+def rejections_document(seen: Rejections, registry: Registry) -> dict[str, Any]:
+    """The quarantine panel: the last day's rejections by publisher and rule, and the latest."""
+    by_rule = seen.by_rule()
+    return {
+        "window_hours": int(WINDOW.total_seconds() // 3600),
+        "total": len(seen.kept),
+        "by_publisher": [
+            {
+                "publisher": org,
+                "name": registry.name(org),
+                "count": n,
+                "rules": {rule: c for (o, rule), c in by_rule.items() if o == org},
+            }
+            for org, n in seen.by_publisher().most_common()
+        ],
+        "latest": [
+            {
+                "seq": r.seq,
+                "received_at": local_text(r.received_at),
+                "publisher": r.publisher,
+                "name": registry.name(r.publisher),
+                "reasons": list(r.reasons),
+            }
+            for r in seen.latest()
+        ],
     }

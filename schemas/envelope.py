@@ -30,6 +30,7 @@ from schemas import (
     statistics,
 )
 from schemas.common import EventId, Model, OrgId, Title
+from schemas.shanghai import local_iso
 
 DEFAULT_CLOCK_SKEW_S = 300.0
 DELIVERED = {"delivered": True}  # validation context of a copy the hub already accepted
@@ -71,7 +72,10 @@ class EnvelopeBase(Model):
             raise PydanticCustomError(
                 "time_in_future",
                 "formed time {time} lies in the future (hub clock {now})",
-                {"time": value.isoformat(), "now": now.astimezone(UTC).isoformat()},
+                {
+                    "time": local_iso(value),
+                    "now": local_iso(now.replace(microsecond=0)),
+                },
             )
         return value
 

@@ -90,7 +90,7 @@ RULES: dict[str, tuple[str, str]] = {
         "the time must carry an offset (e.g. +08:00)",
     ),
     "time_in_future": (
-        "信息形成时间 {time} 晚于当前时间 {now}",
+        "信息形成时间 {time} 晚于当前时间 {now}（北京时间）",
         "formed time {time} lies in the future (hub clock {now})",
     ),
     "date_order": ("不得早于 {other}（{bound}）", "must not be before {other} ({bound})"),

@@ -3,7 +3,7 @@
 Every subject carries the organisation it belongs to in a fixed token, so NATS permissions can
 confine each organisation to its own: it publishes on ``<root>.ingest.<org>`` and
 ``<root>.receipts.<org>`` only, and reads through its own consumer ``deliver-<org>``, whose filter
-is ``<root>.deliver.<org>.>``.
+is ``<root>.deliver.<org>``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ HEADER_RECIPIENTS = "Hub-Recipients"
 HEADER_PERSONAL_DATA_TO = "Hub-Personal-Data-To"
 HEADER_RECEIVED_AT = "Hub-Received-At"
 HEADER_ERRORS = "Hub-Errors"
+CONSUMER_BACKOFF_KEY = "hub_backoff_s"
+"""Consumer metadata: the hub's retry delays after a failed handler (seconds, comma-separated)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,15 @@ class Wire:
     def quarantine(self, org: str) -> str:
         """Where a rejected message claimed by ``org`` is kept."""
         return f"{self.root}.quarantine.{org}"
+
+    @property
+    def quarantine_any(self) -> str:
+        """Every rejected message."""
+        return f"{self.root}.quarantine.*"
+
+    def org_of_quarantine(self, subject: str) -> str:
+        """The organisation a quarantine subject names."""
+        return subject[len(self.root) + len(".quarantine.") :]
 
     # streams
     @property

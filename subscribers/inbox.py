@@ -20,8 +20,8 @@ from typing import Any
 import aiosqlite
 from pydantic import BaseModel
 
-from hub.timeliness import SHANGHAI, end_of_day, shanghai_day
 from schemas.envelope import CATEGORIES, Event, summary_zh
+from schemas.shanghai import end_of_day, local_text, shanghai_day
 from subscribers.recipient import Delivery
 
 SCHEMA = """
@@ -66,9 +66,9 @@ class Entry:
             "category": self.category,
             "category_name": CATEGORIES[self.category].label,
             "source": self.source,
-            "formed_at": _local(self.formed_at),
-            "published_at": _local(self.published_at),
-            "handled_at": _local(self.handled_at),
+            "formed_at": local_text(self.formed_at),
+            "published_at": local_text(self.published_at),
+            "handled_at": local_text(self.handled_at),
             "on_time": self.on_time,
             "redacted": self.redacted,
             "summary": self.summary,
@@ -153,10 +153,6 @@ def _entry(row: Any) -> Entry:
     )
 
 
-def _local(moment: datetime) -> str:
-    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def labelled(
     model: type[BaseModel], values: dict[str, Any], prefix: str = ""
 ) -> Iterator[tuple[str, str]]:
@@ -178,9 +174,19 @@ def labelled(
 
 
 def _label(description: str) -> str:
-    """The name in a field description: "施行（或废止）日期，不得早于…" → "施行（或废止）日期"."""
-    head = re.split("[：，]", description, maxsplit=1)[0]
-    return re.sub("（[^（）]*）$", "", head) or head
+    """The name in a field description: "施行（或废止）日期，不得早于…" → "施行（或废止）日期".
+
+    The name ends at the first "：" or "，" outside parentheses; a note in parentheses at its end
+    ("统一社会信用代码（18 位，含校验码）") is dropped.
+    """
+    depth, end = 0, len(description)
+    for index, char in enumerate(description):
+        depth += {"（": 1, "(": 1, "）": -1, ")": -1}.get(char, 0)
+        if depth == 0 and char in "：，":
+            end = index
+            break
+    head = description[:end]
+    return re.sub("[（(][^（）()]*[）)]$", "", head) or head
 
 
 def _named(description: str, value: str) -> str:

@@ -23,10 +23,10 @@ import nats.errors
 from nats.aio.client import Client
 from pydantic_core import to_json
 
-from hub.errors import EventRejected, HubUnavailable
 from schemas.envelope import Event
 from schemas.replies import REPLY_ADAPTER, Accepted, Rejected, Unavailable
 from schemas.wire import Wire
+from subscribers.errors import EventRejected, HubUnavailable
 
 log = logging.getLogger(__name__)
 

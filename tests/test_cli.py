@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from nats.aio.client import Client
 
 from hub.config import HubSettings
+from hub.ledger import DeliveryState
 from hub.samples import sample_event
 from hub.service import Hub
 from hub.timeliness import shanghai_day
@@ -70,6 +72,24 @@ async def test_example_output_publishes_as_is(hub: Hub, tmp_path: Path) -> None:
     assert code == 0, err
 
 
+async def test_times_a_person_reads_are_beijing_time(hub: Hub, tmp_path: Path) -> None:
+    code, out, _ = await run_hub(hub.settings, "example", "permit", "--as", "renqiu-scjg")
+    assert code == 0 and json.loads(out)["time"].endswith("+08:00")
+    good = tmp_path / "good.json"
+    good.write_text(out, encoding="utf-8")
+    assert (await run_hub(hub.settings, "publish", str(good), "--as", "renqiu-scjg"))[0] == 0
+    bad = sample_event("permit", "renqiu-scjg", datetime.now(UTC))
+    bad["data"]["entity_uscc"] = "91130982MA0D4XXK3Y"
+    await run_hub(hub.settings, "publish", str(write_event(tmp_path, bad)), "--as", "renqiu-scjg")
+    _, tailed, _ = await run_hub(
+        hub.settings, "tail", "--as", "renqiu-qingta", "--from-start", "--count", "1"
+    )
+    _, listed, _ = await run_hub(hub.settings, "quarantine", "list")
+    when = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
+    assert re.search(f"发布于 {when}]", tailed) and "+00:00" not in tailed
+    assert re.search(f"#1 {when} ", listed) and "+00:00" not in listed
+
+
 async def test_tail_shows_what_was_delivered_to_the_organisation(hub: Hub, tmp_path: Path) -> None:
     event = sample_event("permit", "renqiu-scjg", datetime.now(UTC))
     code, _, err = await run_hub(
@@ -115,7 +135,7 @@ async def test_commands_without_a_hub_say_how_to_start_one(
     code, _, err = await run_hub(
         settings, "publish", "-", "--as", "renqiu-scjg", HUB_NATS_URL="", HUB_DATA_DIR=str(tmp_path)
     )
-    assert code == 2 and "hub up" in err
+    assert code == 3 and "hub up" in err  # nothing to reach: unavailable
 
 
 async def test_up_runs_the_demo_county_on_an_embedded_server(
@@ -154,7 +174,8 @@ async def test_reports_and_rebuild_from_the_command_line(
     )
     assert code == 0, err
     header, *rows = out.splitlines()
-    assert header.startswith("视角,单位,单位标识,类别,事件数,应送达,已签收,按时,迟延,未签收")
+    assert header.startswith("\ufeff视角,单位,单位标识,类别,事件数,应送达,已签收,按时,迟延,未签收")
+    assert "按时率（%）,送达时延P50（秒）" in header  # units in the headers, for Excel and WPS
     assert any(
         r.startswith("接收,任丘市出岸镇人民政府,renqiu-chuan,许可监管,1,1,1,1,0,0") for r in rows
     )
@@ -197,7 +218,7 @@ async def test_reports_and_rebuild_from_the_command_line(
 
 
 async def _acknowledged(hub: Hub) -> bool:
-    return (await hub.ledger.counts()).get("acknowledged") == 1
+    return (await hub.ledger.counts()).get(DeliveryState.ACKNOWLEDGED) == 1
 
 
 async def test_report_for_an_unknown_organisation_exits_2(settings: HubSettings) -> None:

@@ -88,3 +88,27 @@ def test_the_image_contains_every_package_and_installs_the_project() -> None:
         assert f"COPY {package} {package}" in dockerfile
     assert "pip install --no-cache-dir ." in dockerfile
     assert 'ENTRYPOINT ["hub"]' in dockerfile
+
+
+def published(ports: list[str]) -> dict[str, str]:
+    """Container port → the host address it is published on ("" for every interface)."""
+    found = {}
+    for entry in ports:  # "host:published:container" or "published:container"
+        parts = entry.split(":")
+        found[parts[-1]] = parts[0] if len(parts) == 3 else ""
+    return found
+
+
+def test_the_hub_web_server_is_reachable_from_the_host_and_checked_for_health() -> None:
+    hub = compose()["services"]["hub"]
+    assert hub["environment"]["HUB_WEB_HOST"] == "0.0.0.0"  # inside the container
+    port = hub["environment"]["HUB_WEB_PORT"]
+    assert published(hub["ports"]) == {port: "127.0.0.1"}
+    probe = " ".join(hub["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/healthz" in probe
+
+
+def test_nats_monitoring_is_published_on_the_host_loopback_only() -> None:
+    for node in NODES:
+        ports = published(compose()["services"][node]["ports"])
+        assert ports["8222"] == "127.0.0.1", node

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -25,8 +26,9 @@ from nats.js import JetStreamContext
 
 from hub.config import HubSettings
 from hub.errors import HubUnavailable
-from hub.ledger import Ledger
+from hub.ledger import DeliveryState, Ledger
 from hub.natsd import NatsCluster, NatsServer
+from hub.projection import rebuild
 from hub.reconcile import missing_events
 from hub.registry import OrgKind, Registry
 from hub.samples import sample_event
@@ -37,8 +39,8 @@ from schemas.envelope import DELIVERED, Event
 from subscribers.connection import connect
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery
-from tests.conftest import hub_running
-from tests.helpers import eventually, fanned_out, receiving, scrape
+from tests.conftest import hub_running, run_seed
+from tests.helpers import eventually, fanned_out, receipts, receiving, scrape
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(600)]
 
@@ -171,9 +173,8 @@ async def crash_scenario(
     tmp_path: Path, registry: Registry, crash: Callable[[NatsServer, HubProcess], Awaitable[None]]
 ) -> None:
     """10,000 events to 20 recipients; ``crash`` strikes once at a random point."""
-    seed = int.from_bytes(os.urandom(4), "big")
-    crash_at = random.Random(seed).randint(EVENTS // 10, EVENTS * 9 // 10)
-    print(f"seed {seed}: the crash strikes after {crash_at} accepted events")
+    crash_at = random.Random(run_seed()).randint(EVENTS // 10, EVENTS * 9 // 10)
+    print(f"the crash strikes after {crash_at} accepted events")
     recipients = twenty_recipients(registry)
     tally = Tally()
     crashed = asyncio.Event()
@@ -193,12 +194,27 @@ async def crash_scenario(
                     publish_all(nc, settings, recipients, EVENTS, maybe_crash), timeout=300
                 )
                 await eventually(lambda: tally.complete(keys, recipients), within=300)
+            pairs = {(k, org) for k in keys for org in recipients}
+            async with Ledger.open(settings.ledger_database) as ledger:  # the hub process's
+                await eventually(lambda: _all_acknowledged(ledger, len(pairs)), within=120)
+                await eventually(lambda: _ledger_knows(ledger, len(keys)), within=120)
+                live = await ledger.dump()
+            acknowledged = {
+                (r.event_key, r.recipient)
+                for r in await receipts(nc.jetstream(), settings)
+                if r.status == "acknowledged"
+            }
+            async with Ledger.open(f"sqlite:///{tmp_path / 'rebuilt.sqlite3'}") as rebuilt:
+                await rebuild(nc.jetstream(), settings.wire, rebuilt)
+                replayed = await rebuilt.dump()
         finally:
             await nc.close()
     assert crashed.is_set()
     assert len(keys) == EVENTS
-    assert set(tally.seen) == {(k, org) for k in keys for org in recipients}  # 0 lost
+    assert set(tally.seen) == pairs  # 0 lost
     assert max(tally.seen.values()) == 1  # redeliveries absorbed: each handled once
+    assert acknowledged == pairs  # a receipt for every pair survived the crash
+    assert ledger_differences(live, replayed) == []  # the crashed hub's ledger equals a rebuild
 
 
 async def test_killing_the_broker_mid_stream_loses_no_accepted_event(
@@ -220,6 +236,29 @@ async def test_killing_the_hub_process_mid_stream_loses_no_accepted_event(
         await hub.start()
 
     await crash_scenario(tmp_path, registry, kill_hub)
+
+
+def ledger_differences(
+    one: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
+    other: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
+) -> list[str]:
+    """Rows that differ between two ledger dumps, named by key and column position."""
+    found = []
+    for table, width, rows, again in zip(("event", "pair"), (1, 2), one, other, strict=True):
+        mine = {row[:width]: row for row in rows}
+        theirs = {row[:width]: row for row in again}
+        for key in sorted(mine.keys() | theirs.keys()):
+            a, b = mine.get(key), theirs.get(key)
+            if a != b:
+                columns = [
+                    i for i in range(len(a or b or ())) if a is None or b is None or a[i] != b[i]
+                ]
+                found.append(f"{table} {key}: columns {columns}: {a} != {b}")
+    return found[:5]
+
+
+async def _all_acknowledged(ledger: Ledger, pairs: int) -> bool:
+    return await ledger.counts() == {DeliveryState.ACKNOWLEDGED: pairs}
 
 
 async def _hub_is_up(nc: Client, settings: HubSettings, recipients: list[str]) -> bool:
@@ -369,8 +408,9 @@ async def test_a_truncated_stream_file_is_reported_event_by_event(
     assert f"事件流缺失 {len(lost)} 个已受理事件" in err.decode()
 
 
-async def _ledger_knows(hub: Hub, count: int) -> bool:
-    return len(await hub.ledger.events()) == count
+async def _ledger_knows(hub: Hub | Ledger, count: int) -> bool:
+    ledger = hub if isinstance(hub, Ledger) else hub.ledger
+    return len(await ledger.events()) == count
 
 
 async def _still_stored(js: JetStreamContext, settings: HubSettings, seq: int, key: str) -> bool:

@@ -19,11 +19,12 @@ from hub.projection import rebuild
 from hub.registry import OrgKind, Registry
 from hub.report_output import Format, render_daily, render_org
 from hub.reports import daily_report, org_report
-from hub.samples import SHANGHAI, sample_event
+from hub.samples import sample_event
 from hub.service import Hub, follow_ledger
 from hub.timeliness import end_of_day, shanghai_day
 from schemas.envelope import Event
 from schemas.receipt import Receipt
+from schemas.shanghai import SHANGHAI
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery
 from tests.conftest import BACKENDS, hub_running, open_ledger

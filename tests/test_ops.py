@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -13,12 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hub.asyncapi import specification
 from hub.config import HubSettings
-from hub.ledger import Ledger
+from hub.ledger import Backlog, Ledger
 from hub.ops import ops_snapshot
 from hub.registry import Registry
 from hub.samples import sample_event
 from hub.service import Hub
 from subscribers.publisher import Publisher
+from tests.conftest import hub_running
 from tests.helpers import event, eventually, receipt, receiving, run_hub, scrape
 
 pytestmark = pytest.mark.connected
@@ -73,8 +75,8 @@ async def test_rejections_are_counted_by_the_rule_they_broke(hub: Hub, nc: Clien
         hub.settings.wire.ingest("renqiu-scjg"), json.dumps(bad).encode(), timeout=5
     )
     assert b"rejected" in reply.data
-    rejected = samples((await scrape(hub)).text, "hub_events_rejected_total")
-    assert rejected == {(("rule", "uscc_check_character"),): 1}
+    rejected = samples((await scrape(hub)).text, "hub_rejected_total")
+    assert rejected == {(("publisher", "renqiu-scjg"), ("rule", "uscc_check_character")): 1}
 
 
 async def test_faststream_reports_its_own_message_metrics(hub: Hub, nc: Client) -> None:
@@ -149,6 +151,74 @@ async def test_hub_lag_prints_the_backlog_of_each_organisation(hub: Hub, nc: Cli
     assert code == 0, err
     assert "任丘市北汉乡人民政府" in out and "任丘市于村镇人民政府" in out
     assert "合计待签收 2 件" in out
+
+
+async def test_hub_lag_with_nothing_waiting_says_so_and_shows_the_day(hub: Hub, nc: Client) -> None:
+    event_ = sample_event("other", "renqiu-scjg", datetime.now(UTC), recipients=("renqiu-beihan",))
+    await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(event_)
+    async with receiving(nc, hub.settings, ["renqiu-beihan"]):
+        await eventually(lambda: _ledger_counts(hub, {"acknowledged": 1}))
+    code, out, err = await run_hub(hub.settings, "lag")
+    assert code == 0, err
+    assert "目前没有待签收的事件" in out and "--all" in out
+    assert "应送达 1，已签收 1，当日签收 1（100.0%）" in out
+    code, everyone, _ = await run_hub(hub.settings, "lag", "--all")
+    assert code == 0 and "任丘市北汉乡人民政府" in everyone
+
+
+async def test_the_quarantine_panel_counts_by_publisher_and_rule_with_personal_data_masked(
+    hub: Hub, nc: Client
+) -> None:
+    bad = sample_event("complaint_outcome", "renqiu-chuan", datetime.now(UTC))
+    bad["data"]["complainant"]["id_number"] = "130982199001011230"  # wrong check digit
+    for _ in range(2):
+        reply = await nc.request(
+            hub.settings.wire.ingest("renqiu-chuan"), json.dumps(bad).encode(), timeout=5
+        )
+        assert b"rejected" in reply.data
+    await eventually(lambda: _rejections_seen(hub, 2))
+    panel = (await scrape(hub, "/api/ops")).json()["rejections"]
+    metrics = samples((await scrape(hub)).text, "hub_rejected_total")
+    (chuan,) = panel["by_publisher"]
+    assert (chuan["publisher"], chuan["name"], chuan["count"]) == (
+        "renqiu-chuan",
+        "任丘市出岸镇人民政府",
+        2,
+    )
+    rules = set(chuan["rules"])
+    assert rules and all(chuan["rules"][rule] == 2 for rule in rules)
+    assert {labels[1][1] for labels in metrics} == rules  # the metric counts the same rules
+    reasons = " ".join(r for item in panel["latest"] for r in item["reasons"])
+    assert "130982199001011230" not in json.dumps(panel, ensure_ascii=False)
+    assert len(panel["latest"]) == 2 and reasons
+
+
+async def _rejections_seen(hub: Hub, count: int) -> bool:
+    panel = (await scrape(hub, "/api/ops")).json()["rejections"]
+    return bool(panel["total"] == count)
+
+
+class SlowLedger(Ledger):
+    """A ledger whose reads take longer than any request may wait."""
+
+    async def backlog(self, *, category: str | None = None) -> dict[str, Backlog]:
+        await asyncio.sleep(30)
+        return await super().backlog(category=category)
+
+
+async def test_a_slow_ledger_gets_the_ops_api_and_metrics_a_503_not_a_hang(
+    settings: HubSettings, registry: Registry, tmp_path: Path
+) -> None:
+    quick = settings.model_copy(update={"request_timeout_s": 0.5})
+    async with Ledger.open(f"sqlite:///{tmp_path / 'slow.sqlite3'}") as opened:
+        slow = SlowLedger(opened.engine, opened.where)
+        async with hub_running(quick, registry, ledger=slow) as hub:
+            ops = await scrape(hub, "/api/ops")
+            metrics = await scrape(hub)
+            health = await scrape(hub, "/healthz")
+    assert ops.status_code == metrics.status_code == 503
+    assert "台账数据库暂不可用" in ops.json()["error"]
+    assert health.status_code == 200
 
 
 async def test_asyncapi_documents_the_channels_of_the_wire(

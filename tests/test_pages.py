@@ -118,7 +118,7 @@ async def test_ops_page_shows_who_is_behind_who_is_at_risk_and_the_lag_chart(
         await page.reload()
         await expect(page.locator("body[data-loaded=yes]")).to_have_count(1)
         await expect(page.locator("#store-alert")).to_be_hidden()
-        hub.store_check.missing = ("renqiu-scjg/lost-1", "renqiu-scjg/lost-2")  # as if damaged
+        hub.store_check.full = ("renqiu-scjg/lost-1", "renqiu-scjg/lost-2")  # as if damaged
         await page.reload()
         await expect(page.locator("#store-alert")).to_contain_text(
             "事件流缺失 2 个已受理事件，如 renqiu-scjg/lost-1、renqiu-scjg/lost-2"

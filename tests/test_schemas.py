@@ -15,6 +15,8 @@ from schemas.envelope import CATEGORIES, EVENT_TYPES
 from schemas.permit import Permit
 from schemas.replies import FieldError
 from schemas.rules import RULES
+from schemas.shanghai import SHANGHAI
+from subscribers.inbox import labelled
 
 NOW = datetime(2025, 9, 30, 2, 15, tzinfo=UTC)
 
@@ -141,6 +143,22 @@ def test_time_in_the_future_beyond_the_clock_skew_is_refused() -> None:
     assert rejection(event)["time"].rule == "time_in_future"
     event["time"] = (NOW + timedelta(minutes=4)).isoformat()
     assert parse_event(orjson.dumps(event), now=NOW, clock_skew_s=300).time > NOW
+
+
+def test_a_time_in_the_future_is_explained_in_beijing_time_whatever_offset_it_came_with() -> None:
+    event = permit()
+    event["time"] = (NOW + timedelta(hours=2)).astimezone(UTC).isoformat()  # sent as +00:00
+    error = rejection(event)["time"]
+    shown = (NOW + timedelta(hours=2)).astimezone(SHANGHAI).isoformat()
+    assert shown in error.message_zh and "+00:00" not in error.message_zh
+    assert "（北京时间）" in error.message_zh
+
+
+def test_the_dashboard_labels_a_field_by_its_whole_name() -> None:
+    labels = dict(
+        labelled(Permit, {"entity_uscc": "91130982MA0D4XXK3L", "permit_name": "食品经营许可"})
+    )
+    assert set(labels) == {"统一社会信用代码", "许可事项名称"}
 
 
 def test_unknown_type_is_refused_listing_the_known_types() -> None:

@@ -1,0 +1,112 @@
+"""``hub ledger``: rebuild the ledger from the streams, check it, or keep it in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from hub import log
+from hub.cli.common import Exit, nats_session, nats_url, run, settings_of
+from hub.cli.root import app
+from hub.ledger import STATE_ZH, Ledger, shown
+from hub.projection import rebuild
+from hub.reconcile import missing_events
+from hub.report_output import category_zh
+from hub.service import follow_ledger
+from schemas.shanghai import local_text
+
+ledger_app = typer.Typer(help="台账 (delivery ledger)", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("rebuild")
+def ledger_rebuild(
+    ctx: typer.Context,
+    into: Annotated[
+        str | None, typer.Option(help="重建到另一个数据库（URL），缺省为当前台账")
+    ] = None,
+    recreate: Annotated[
+        bool, typer.Option("--recreate", help="先删除并按本版本重建表结构（升级台账时用）")
+    ] = False,
+) -> None:
+    """Empty the ledger and rebuild it from the events and receipts streams."""
+    settings = settings_of(ctx)
+    url = nats_url(settings)
+    target = into or settings.ledger_database
+
+    async def work(stop: asyncio.Event) -> None:
+        async with (
+            nats_session(url, "hub-ledger-rebuild") as nc,
+            Ledger.open(target, recreate=recreate) as ledger,
+        ):
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            ) as bar:
+                tasks: dict[str, TaskID] = {}
+
+                def show(stream: str, done: int, total: int) -> None:
+                    if stream not in tasks:
+                        tasks[stream] = bar.add_task(stream, total=total)
+                    bar.update(tasks[stream], completed=done, total=total)
+
+                read = await rebuild(nc.jetstream(), settings.wire, ledger, progress=show)
+            counts = await ledger.counts()
+        typer.echo(f"台账已重建：{shown(target)}")
+        for stream, n in read.items():
+            typer.echo(f"  {stream}: 读取 {n} 条")
+        typer.echo("  " + "，".join(f"{STATE_ZH[s]} {counts.get(s, 0)}" for s in STATE_ZH))
+
+    run(work)
+
+
+@ledger_app.command("check")
+def ledger_check(ctx: typer.Context) -> None:
+    """Compare the ledger with the events stream; exit 1 naming every accepted event missing."""
+    settings = settings_of(ctx)
+    url = nats_url(settings)
+
+    async def work(stop: asyncio.Event) -> Exit:
+        async with (
+            nats_session(url, "hub-ledger-check") as nc,
+            Ledger.open(settings.ledger_database) as ledger,
+        ):
+            missing = await missing_events(nc.jetstream(), settings.wire, ledger)
+            known = await ledger.high_water()
+        if not missing:
+            typer.echo(f"台账记录的已受理事件（至序号 {known}）都在事件流中")
+            return Exit.OK
+        typer.echo(f"事件流缺失 {len(missing)} 个已受理事件（台账记录至序号 {known}）：", err=True)
+        for event in missing:
+            typer.echo(
+                f"  序号 {event.events_seq}  {event.event_key}  {category_zh(event.category)}"
+                f"  形成于 {local_text(event.formed_at)}",
+                err=True,
+            )
+        return Exit.REJECTED
+
+    raise typer.Exit(run(work))
+
+
+@ledger_app.command("follow")
+def ledger_follow(ctx: typer.Context) -> None:
+    """Keep the ledger up to date in this process (for a hub run with HUB_PROJECT_LEDGER=false)."""
+    settings = settings_of(ctx)
+    log.configure(settings.log_level, stream=sys.stderr)
+    url = nats_url(settings)
+    run(lambda stop: follow_ledger(settings.model_copy(update={"nats_url": url}), stop))

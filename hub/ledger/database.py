@@ -1,0 +1,269 @@
+"""The ledger database: opening it (version checked, retried while it is away), writes and reads.
+
+A projection of the events and receipts streams into SQL (SQLite by default, PostgreSQL in
+production). Every write is an idempotent upsert whose result does not depend on how the two
+streams interleave, so a rebuild from the streams gives the same rows as the live projection.
+
+"Delivered" is what the recipient's receipts say: the earliest ``received_at`` of any receipt for
+the pair (a ``failed`` attempt's too), never later than the hub stored that receipt. A recipient
+system that dies before it sends any receipt leaves the pair pending, without a delivery time,
+until a redelivery's receipt or the dead-letter record arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, delete, event, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from hub.errors import ConfigError, LedgerUnavailable, LedgerVersionError
+from hub.ledger import queries
+from hub.ledger.records import (
+    Backlog,
+    DeliveryRow,
+    DeliveryState,
+    EventRecord,
+    EventRow,
+    ReceiptRecord,
+)
+from hub.ledger.tables import (
+    DATA_TABLES,
+    SCHEMA_VERSION,
+    deliveries_table,
+    events_table,
+    meta_table,
+    metadata,
+)
+from hub.ledger.upserts import (
+    Row,
+    chunks,
+    event_rows,
+    first_of_each_key,
+    getter,
+    pair_rows,
+    receipt_row,
+    runs,
+    statement,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_PAUSE_S = 1.0
+CONFIG_SQLSTATES = {
+    "28000",  # invalid authorization
+    "28P01",  # invalid password
+    "3D000",  # database does not exist
+    "3F000",  # schema does not exist
+    "42501",  # insufficient privilege
+}
+
+
+def engine_url(url: str) -> str:
+    """Accept plain ``sqlite:///…`` and ``postgresql://…`` URLs and pick the async drivers."""
+    parsed = make_url(url)
+    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+    backend = parsed.get_backend_name()
+    if backend not in driver:
+        raise ConfigError(
+            "HUB_LEDGER_URL", f"unsupported database {backend!r}: use sqlite or postgresql"
+        )
+    return parsed.set(drivername=driver[backend]).render_as_string(hide_password=False)
+
+
+def shown(url: str) -> str:
+    """The URL as it may be printed: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def problem(url: str, exc: BaseException) -> ConfigError | LedgerUnavailable:
+    """What a failure to reach the database means: a setting to fix, or a server that is away."""
+    where = shown(url)
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    text = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    detail = f"{type(original).__name__}: {text}" if text else type(original).__name__
+    if make_url(url).get_backend_name() == "sqlite" and "unable to open" in text:
+        return ConfigError(
+            "HUB_LEDGER_URL", f"无法打开 SQLite 文件 {where}：目录不存在或没有写权限（{detail}）"
+        )
+    if getattr(original, "sqlstate", None) in CONFIG_SQLSTATES:
+        return ConfigError("HUB_LEDGER_URL", f"{where}：{detail}")
+    return LedgerUnavailable(where, detail)
+
+
+class Ledger:
+    """Writes and reads the ledger tables."""
+
+    def __init__(self, engine: AsyncEngine, where: str = "") -> None:
+        self.engine, self.where = engine, where
+        self._write = asyncio.Lock()  # one writer: SQLite would refuse a second
+        self._compiled: dict[tuple[str, str], tuple[str, list[Callable[[Row], Any]]]] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        url: str,
+        *,
+        schema: str | None = None,
+        wait_s: float = 0.0,
+        recreate: bool = False,
+    ) -> AsyncIterator[Ledger]:
+        """Open the ledger at ``url``, creating its tables, and close it afterwards.
+
+        Args:
+            url: ``sqlite:///…`` or ``postgresql://…``.
+            schema: a PostgreSQL schema of its own (tests).
+            wait_s: how long to keep trying while the database is unreachable.
+            recreate: drop the tables first (a ledger of another schema version, before a rebuild).
+
+        Raises:
+            LedgerUnavailable: the database did not answer within ``wait_s``.
+            LedgerVersionError: the tables belong to another schema version.
+            ConfigError: the URL cannot work (bad path, password or database name).
+        """
+        options: dict[str, Any] = {}
+        if schema is not None:
+            options["connect_args"] = {"server_settings": {"search_path": schema}}
+        engine = create_async_engine(engine_url(url), **options)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        try:
+            await _prepare(engine, url, wait_s, recreate)
+            yield cls(engine, shown(url))
+        finally:
+            await engine.dispose()
+
+    async def apply(self, events: Sequence[EventRecord], receipts: Sequence[ReceiptRecord]) -> None:
+        """Record events and receipts in one transaction (receipts in stream order)."""
+        events = first_of_each_key(events)
+        async with self._write, self.engine.begin() as conn:
+            for chunk in chunks(event_rows(events)):
+                await self._execute(conn, "events", chunk)
+            for chunk in chunks(pair_rows(events)):
+                await self._execute(conn, "pairs", chunk)
+            for status, run in runs(receipts):
+                for chunk in chunks(receipt_row(r) for r in run):
+                    await self._execute(conn, status, chunk)
+
+    async def _execute(self, conn: AsyncConnection, kind: str, rows: list[Row]) -> None:
+        """Run one upsert over many rows straight through the driver.
+
+        The statement is compiled once per database; the rows' values are converted here, which
+        spares SQLAlchemy's per-row parameter processing (the projection's main cost).
+        """
+        key = (conn.dialect.name, kind)
+        if key not in self._compiled:
+            compiled = statement(conn.dialect, kind).compile(dialect=conn.dialect)
+            text = conn.dialect.name == "sqlite"
+            self._compiled[key] = (
+                str(compiled),
+                [getter(name, compiled.params, text) for name in compiled.positiontup or []],
+            )
+        sql, getters = self._compiled[key]
+        await conn.exec_driver_sql(sql, [tuple(get(row) for get in getters) for row in rows])
+
+    async def wipe(self) -> None:
+        """Delete every row (before a rebuild)."""
+        async with self._write, self.engine.begin() as conn:
+            await conn.execute(delete(deliveries_table))
+            await conn.execute(delete(events_table))
+
+    async def pairs(
+        self,
+        *,
+        day_from: date,
+        day_to: date,
+        recipient: str | None = None,
+        publisher: str | None = None,
+    ) -> list[DeliveryRow]:
+        """Pairs of events formed on ``day_from``..``day_to`` (Shanghai days), or one org's."""
+        query = queries.pairs_query(day_from, day_to, recipient, publisher)
+        async with self.engine.connect() as conn:
+            return await queries.pairs(conn, query)
+
+    async def dump(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Every row of both tables, in key order (to compare two ledgers)."""
+        async with self.engine.connect() as conn:
+            return await queries.dump(conn)
+
+    async def events(self, *, up_to_seq: int | None = None) -> list[EventRow]:
+        """Accepted events the ledger knows, in stream order (up to a sequence, if given)."""
+        async with self.engine.connect() as conn:
+            return await queries.events(conn, up_to_seq)
+
+    async def high_water(self) -> int:
+        """The highest events-stream sequence the ledger recorded (0 when it has none)."""
+        async with self.engine.connect() as conn:
+            return await queries.high_water(conn)
+
+    async def events_gone(
+        self, *, up_to_seq: int, first_seq: int, last_seq: int, deleted: Iterable[int]
+    ) -> list[EventRow]:
+        """Recorded events up to ``up_to_seq`` the stream no longer holds, by its own account."""
+        async with self.engine.connect() as conn:
+            return await queries.events_gone(conn, up_to_seq, first_seq, last_seq, deleted)
+
+    async def counts(self) -> dict[DeliveryState, int]:
+        """How many pairs are in each state."""
+        async with self.engine.connect() as conn:
+            return await queries.counts(conn)
+
+    async def backlog(self, *, category: str | None = None) -> dict[str, Backlog]:
+        """Per recipient: events still waiting for its acknowledgement (dead letters apart)."""
+        async with self.engine.connect() as conn:
+            return await queries.backlog(conn, category)
+
+
+async def _prepare(engine: AsyncEngine, url: str, wait_s: float, recreate: bool) -> None:
+    """Create or check the tables, trying again while the database is away (up to ``wait_s``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        try:
+            async with engine.begin() as conn:
+                found = await conn.run_sync(_tables_at_version, recreate)
+            break
+        except (OSError, TimeoutError, DBAPIError) as exc:
+            failure = problem(url, exc)
+            if isinstance(failure, ConfigError) or loop.time() >= deadline:
+                raise failure from exc
+            log.warning("ledger.unavailable", extra={"ledger": shown(url), "error": str(failure)})
+            await asyncio.sleep(RETRY_PAUSE_S)
+    if found != SCHEMA_VERSION:
+        raise LedgerVersionError(shown(url), found, SCHEMA_VERSION)
+
+
+def _tables_at_version(conn: Connection, recreate: bool) -> int:
+    """Create what is missing and return the stored schema version (stamping a new ledger).
+
+    A ledger written before the version was stored has the data tables and no meta table: it is
+    version 1, whose tables these are.
+    """
+    if recreate:
+        metadata.drop_all(conn, tables=[*DATA_TABLES, meta_table])
+    existing = set(inspect(conn).get_table_names())
+    metadata.create_all(conn)
+    if meta_table.name in existing:
+        stored = conn.execute(select(meta_table.c.value).where(meta_table.c.name == "version"))
+        value = stored.scalar()
+        if value is not None:
+            return int(value)
+    version = 1 if events_table.name in existing else SCHEMA_VERSION
+    conn.execute(meta_table.insert().values(name="version", value=str(version)))
+    return version
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # reports read while the projector writes
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,113 @@
+"""The ledger's reads: pairs by day and organisation, backlogs, counts, accepted events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.ledger.records import Backlog, DeliveryRow, DeliveryState, EventRow
+from hub.ledger.tables import UtcDateTime, deliveries_table, events_table
+
+IN_CHUNK = 500  # values per IN list: SQLite caps the number of bound parameters
+
+
+def pairs_query(
+    day_from: date, day_to: date, recipient: str | None, publisher: str | None
+) -> Select[Any]:
+    """Pairs of events formed on ``day_from``..``day_to`` (Shanghai days), or one org's."""
+    t = deliveries_table
+    query = select(t).where(t.c.formed_day >= day_from, t.c.formed_day <= day_to)
+    if recipient is not None:
+        query = query.where(t.c.recipient == recipient)
+    if publisher is not None:
+        query = query.where(t.c.publisher == publisher)
+    return query.order_by(t.c.formed_at, t.c.event_key, t.c.recipient)
+
+
+async def pairs(conn: AsyncConnection, query: Select[Any]) -> list[DeliveryRow]:
+    """The rows of a pairs query."""
+    return [DeliveryRow(**row._mapping) for row in await conn.execute(query)]
+
+
+async def dump(conn: AsyncConnection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every row of both tables, in key order (to compare two ledgers)."""
+    events = await conn.execute(select(events_table).order_by(events_table.c.event_key))
+    t = deliveries_table
+    rows = await conn.execute(select(t).order_by(t.c.event_key, t.c.recipient))
+    return [tuple(r) for r in events], [tuple(r) for r in rows]
+
+
+async def events(conn: AsyncConnection, up_to_seq: int | None = None) -> list[EventRow]:
+    """Accepted events the ledger knows, in stream order (up to a sequence, if given)."""
+    t = events_table
+    query = select(t.c.event_key, t.c.events_seq, t.c.source, t.c.category, t.c.formed_at)
+    if up_to_seq is not None:
+        query = query.where(t.c.events_seq <= up_to_seq)
+    result = await conn.execute(query.order_by(t.c.events_seq))
+    return [EventRow(**row._mapping) for row in result]
+
+
+async def high_water(conn: AsyncConnection) -> int:
+    """The highest events-stream sequence the ledger recorded (0 when it has none)."""
+    value = (await conn.execute(select(func.max(events_table.c.events_seq)))).scalar()
+    return int(value or 0)
+
+
+async def events_gone(
+    conn: AsyncConnection, up_to_seq: int, first_seq: int, last_seq: int, deleted: Iterable[int]
+) -> list[EventRow]:
+    """Recorded events up to ``up_to_seq`` outside ``first_seq``..``last_seq`` or deleted."""
+    t = events_table
+    columns = (t.c.event_key, t.c.events_seq, t.c.source, t.c.category, t.c.formed_at)
+    outside = (t.c.events_seq < first_seq) | (t.c.events_seq > last_seq)
+    found = [
+        EventRow(**row._mapping)
+        for row in await conn.execute(select(*columns).where(t.c.events_seq <= up_to_seq, outside))
+    ]
+    wanted = sorted(s for s in deleted if s <= up_to_seq)
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[start : start + IN_CHUNK]
+        query = select(*columns).where(t.c.events_seq.in_(chunk))
+        found += [EventRow(**row._mapping) for row in await conn.execute(query)]
+    return sorted(found, key=lambda e: e.events_seq)
+
+
+async def counts(conn: AsyncConnection) -> dict[DeliveryState, int]:
+    """How many pairs are in each state."""
+    t = deliveries_table
+    result = await conn.execute(select(t.c.state, func.count()).group_by(t.c.state))
+    return {DeliveryState(state): int(n) for state, n in result}
+
+
+async def backlog(conn: AsyncConnection, category: str | None) -> dict[str, Backlog]:
+    """Per recipient: events still waiting for its acknowledgement (dead letters apart)."""
+    t = deliveries_table
+    waiting = t.c.acknowledged_at.is_(None) & (t.c.state != DeliveryState.DEAD_LETTERED)
+    query = (
+        select(
+            t.c.recipient,
+            func.count().filter(waiting),
+            func.min(t.c.published_at).filter(waiting),
+            func.max(t.c.acknowledged_at),
+            func.count().filter(t.c.state == DeliveryState.DEAD_LETTERED),
+        )
+        .where(t.c.published_at.is_not(None))
+        .group_by(t.c.recipient)
+    )
+    if category is not None:
+        query = query.where(t.c.category == category)
+    moment = UtcDateTime()
+    rows = (await conn.execute(query)).all()
+    return {
+        recipient: Backlog(
+            waiting=int(waiting_n),
+            oldest=moment.process_result_value(oldest, conn.dialect),
+            last_receipt=moment.process_result_value(last, conn.dialect),
+            dead_lettered=int(dead),
+        )
+        for recipient, waiting_n, oldest, last, dead in rows
+    }

@@ -1,0 +1,112 @@
+"""The ledger's tables, their column types and the schema version stored beside them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+from sqlalchemy.types import TypeEngine
+
+SCHEMA_VERSION = 1
+"""The version of the tables below; a change to them is a new version (rebuild from the streams)."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware moment stored in UTC with its offset (``timestamptz``; ISO text on SQLite)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Fixed-width ISO text on SQLite, so that text order is time order."""
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(32))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        """Refuse naive times; write UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the ledger stores aware times only")
+        utc = value.astimezone(UTC)
+        return utc.isoformat(timespec="microseconds") if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Read back an aware UTC time."""
+        if value is None:
+            return None
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return moment.astimezone(UTC)
+
+
+metadata = MetaData()
+
+meta_table = Table(
+    "ledger_meta",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
+
+events_table = Table(
+    "ledger_event",
+    metadata,
+    Column("event_key", String(200), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("category", String(40), nullable=False),
+    Column("type", String(60), nullable=False),
+    Column("formed_at", UtcDateTime, nullable=False),
+    Column("formed_day", Date, nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("events_seq", BigInteger, nullable=False),
+    Column("recipients", Integer, nullable=False),
+    Column("summary", String(400), nullable=False),
+)
+
+deliveries_table = Table(
+    "ledger_delivery",
+    metadata,
+    Column("event_key", String(200), primary_key=True),
+    Column("recipient", String(64), primary_key=True),
+    # from the event (NULL while only a receipt is known)
+    Column("publisher", String(64)),
+    Column("category", String(40)),
+    Column("formed_at", UtcDateTime),
+    Column("formed_day", Date),
+    Column("published_at", UtcDateTime),
+    Column("published_day", Date),
+    # from the receipts
+    Column("delivered_at", UtcDateTime),
+    Column("acknowledged_at", UtcDateTime),
+    Column("acknowledged_day", Date),
+    Column("dead_lettered_at", UtcDateTime),
+    Column("attempts", Integer, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("reason", String(2000)),
+    Column("receipt_seq", BigInteger),
+    Index("ix_ledger_delivery_formed_day", "formed_day"),
+    Index("ix_ledger_delivery_recipient_day", "recipient", "formed_day"),
+    Index("ix_ledger_delivery_publisher_day", "publisher", "formed_day"),
+    Index("ix_ledger_delivery_state", "state"),
+)
+
+DATA_TABLES = (events_table, deliveries_table)
+TIME_COLUMNS = frozenset(
+    c.name for t in DATA_TABLES for c in t.columns if isinstance(c.type, UtcDateTime)
+)
+DATE_COLUMNS = frozenset(c.name for t in DATA_TABLES for c in t.columns if isinstance(c.type, Date))

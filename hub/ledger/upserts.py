@@ -1,0 +1,237 @@
+"""The ledger's writes: idempotent upserts whose outcome does not depend on arrival order.
+
+Events fill in their pairs; receipts move a pair forward (pending → delivered → acknowledged, or
+dead-lettered) and never back: an acknowledged pair is final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import Table, case
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+
+from hub.ledger.records import DeliveryState, EventRecord, ReceiptRecord
+from hub.ledger.tables import DATE_COLUMNS, TIME_COLUMNS, deliveries_table, events_table
+from hub.timeliness import shanghai_day
+
+Row = dict[str, Any]
+CHUNK = 500  # rows per statement: SQLite caps the number of bound parameters
+EVENT_COLUMNS = (
+    "publisher",
+    "category",
+    "formed_at",
+    "formed_day",
+    "published_at",
+    "published_day",
+)
+RECEIPT_COLUMNS = (
+    "delivered_at",
+    "acknowledged_at",
+    "acknowledged_day",
+    "dead_lettered_at",
+    "reason",
+    "receipt_seq",
+)
+
+
+def _insert(dialect: Dialect, table: Table) -> Any:
+    return (sqlite if dialect.name == "sqlite" else postgresql).insert(table)
+
+
+def upsert_events(dialect: Dialect) -> Any:
+    """Insert accepted events; the first stored wins (a later copy of a key is ignored)."""
+    return _insert(dialect, events_table).on_conflict_do_nothing(index_elements=["event_key"])
+
+
+def upsert_pairs(dialect: Dialect) -> Any:
+    """Insert the expected pairs of an event, or fill in a pair a receipt created first."""
+    t = deliveries_table
+    stmt = _insert(dialect, t)
+    return stmt.on_conflict_do_update(
+        index_elements=["event_key", "recipient"],
+        set_={name: stmt.excluded[name] for name in EVENT_COLUMNS},
+        where=t.c.published_at.is_(None),
+    )
+
+
+def upsert_receipts(dialect: Dialect, status: str) -> Any:
+    """Apply receipts of one status; an acknowledged pair is never changed again."""
+    t = deliveries_table
+    stmt = _insert(dialect, t)
+    new = stmt.excluded
+    earliest_delivery = case(
+        (t.c.delivered_at.is_(None), new.delivered_at),
+        (new.delivered_at < t.c.delivered_at, new.delivered_at),
+        else_=t.c.delivered_at,
+    )
+    most_attempts = case((new.attempts > t.c.attempts, new.attempts), else_=t.c.attempts)
+    common = {"delivered_at": earliest_delivery, "attempts": most_attempts}
+    if status == DeliveryState.ACKNOWLEDGED:
+        updates = common | {
+            "acknowledged_at": new.acknowledged_at,
+            "acknowledged_day": new.acknowledged_day,
+            "receipt_seq": new.receipt_seq,
+            "state": new.state,
+        }
+    elif status == DeliveryState.DEAD_LETTERED:
+        updates = common | {
+            "dead_lettered_at": case(
+                (t.c.dead_lettered_at.is_(None), new.dead_lettered_at),
+                else_=t.c.dead_lettered_at,
+            ),
+            "reason": new.reason,
+            "state": new.state,
+        }
+    else:  # failed: handed over at least once
+        updates = common | {
+            "reason": new.reason,
+            "state": case((t.c.state == DeliveryState.PENDING, new.state), else_=t.c.state),
+        }
+    return stmt.on_conflict_do_update(
+        index_elements=["event_key", "recipient"],
+        set_=updates,
+        where=t.c.acknowledged_at.is_(None),
+    )
+
+
+def statement(dialect: Dialect, kind: str) -> Any:
+    """The upsert of ``kind``: ``events``, ``pairs`` or a receipt status."""
+    if kind == "events":
+        return upsert_events(dialect)
+    if kind == "pairs":
+        return upsert_pairs(dialect)
+    return upsert_receipts(dialect, kind)
+
+
+def getter(name: str, defaults: dict[str, Any], text: bool) -> Callable[[Row], Any]:
+    """How one bound parameter is read from a row, as the driver takes it.
+
+    Times go in UTC (fixed-width ISO text on SQLite, as ``UtcDateTime`` writes them), dates as ISO
+    text on SQLite; parameters that are not columns (constants of the statement) keep their value.
+    """
+    if name not in TIME_COLUMNS | DATE_COLUMNS:
+        default = defaults.get(name)
+        return lambda row: row.get(name, default)
+    if name in DATE_COLUMNS:
+        return (
+            (lambda row: v.isoformat() if (v := row[name]) is not None else None)
+            if text
+            else (lambda row: row[name])
+        )
+    if text:
+        return lambda row: (
+            v.astimezone(UTC).isoformat(timespec="microseconds")
+            if (v := row[name]) is not None
+            else None
+        )
+    return lambda row: v.astimezone(UTC) if (v := row[name]) is not None else None
+
+
+def event_rows(events: Iterable[EventRecord]) -> Iterator[Row]:
+    """The ``ledger_event`` rows of accepted events."""
+    for e in events:
+        yield {
+            "event_key": e.key,
+            "source": e.source,
+            "event_id": e.event_id,
+            "category": e.category,
+            "type": e.type,
+            "formed_at": e.formed_at,
+            "formed_day": shanghai_day(e.formed_at),
+            "published_at": e.published_at,
+            "events_seq": e.events_seq,
+            "recipients": len(e.recipients),
+            "summary": e.summary[:400],
+        }
+
+
+def pair_rows(events: Iterable[EventRecord]) -> Iterator[Row]:
+    """The expected (event, recipient) pairs, pending until a receipt says otherwise."""
+    for e in events:
+        for recipient in e.recipients:
+            yield {
+                **dict.fromkeys(RECEIPT_COLUMNS),
+                "event_key": e.key,
+                "recipient": recipient,
+                "publisher": e.source,
+                "category": e.category,
+                "formed_at": e.formed_at,
+                "formed_day": shanghai_day(e.formed_at),
+                "published_at": e.published_at,
+                "published_day": shanghai_day(e.published_at),
+                "attempts": 0,
+                "state": DeliveryState.PENDING.value,
+            }
+
+
+def receipt_row(record: ReceiptRecord) -> Row:
+    """The pair a receipt speaks of, as far as the receipt knows it."""
+    receipt, at = record.receipt, record.at
+    row: Row = {
+        **dict.fromkeys(EVENT_COLUMNS),
+        **dict.fromkeys(RECEIPT_COLUMNS),
+        "event_key": receipt.event_key,
+        "recipient": receipt.recipient,
+        "delivered_at": min(receipt.received_at, at),  # the recipient's clock, capped by ours
+        "attempts": receipt.deliveries,
+        "reason": receipt.reason,
+    }
+    if receipt.status == "acknowledged":
+        row |= {
+            "acknowledged_at": at,
+            "acknowledged_day": shanghai_day(at),
+            "receipt_seq": record.seq,
+            "state": DeliveryState.ACKNOWLEDGED.value,
+            "reason": None,
+        }
+    elif receipt.status == "dead_lettered":
+        row |= {"dead_lettered_at": at, "state": DeliveryState.DEAD_LETTERED.value}
+    else:
+        row["state"] = DeliveryState.DELIVERED.value
+    return row
+
+
+def runs(receipts: Sequence[ReceiptRecord]) -> Iterator[tuple[str, list[ReceiptRecord]]]:
+    """Consecutive receipts of one status, each pair at most once per run, in stream order.
+
+    One multi-row upsert may not touch a row twice (PostgreSQL refuses it), and receipts of the
+    same pair must apply in the order they were stored.
+    """
+    run: list[ReceiptRecord] = []
+    pairs: set[tuple[str, str]] = set()
+    for record in receipts:
+        pair = (record.receipt.event_key, record.receipt.recipient)
+        if run and (record.receipt.status != run[0].receipt.status or pair in pairs):
+            yield run[0].receipt.status, run
+            run, pairs = [], set()
+        run.append(record)
+        pairs.add(pair)
+    if run:
+        yield run[0].receipt.status, run
+
+
+def first_of_each_key(events: Sequence[EventRecord]) -> list[EventRecord]:
+    """Drop a repeated key within one batch (the first stored wins, as across batches)."""
+    seen: set[str] = set()
+    kept = []
+    for e in events:
+        if e.key not in seen:
+            seen.add(e.key)
+            kept.append(e)
+    return kept
+
+
+def chunks(rows: Iterable[Row], size: int = CHUNK) -> Iterator[list[Row]]:
+    """``rows`` in lists of at most ``size``."""
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,97 @@
+"""The ledger knows its schema version: another version is refused, with the way to upgrade."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from hub.config import HubSettings
+from hub.errors import LedgerVersionError
+from hub.ledger import SCHEMA_VERSION, Ledger
+from tests.conftest import BACKENDS, POSTGRES_URL
+from tests.helpers import event, receipt, run_hub
+
+
+@asynccontextmanager
+async def database(backend: str, tmp_path: Path) -> AsyncIterator[tuple[str, str | None]]:
+    """A URL (and PostgreSQL schema) nobody else uses, removed afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.sqlite3'}", None
+        return
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        yield POSTGRES_URL, schema
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+async def stored_version(ledger: Ledger) -> str:
+    async with ledger.engine.connect() as conn:
+        found = await conn.execute(text("SELECT value FROM ledger_meta WHERE name = 'version'"))
+        return str(found.scalar())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_new_ledger_stores_the_current_version(backend: str, tmp_path: Path) -> None:
+    async with database(backend, tmp_path) as (url, schema):
+        async with Ledger.open(url, schema=schema) as ledger:
+            assert await stored_version(ledger) == str(SCHEMA_VERSION)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_another_version_is_refused_and_recreate_upgrades_it(
+    backend: str, tmp_path: Path
+) -> None:
+    async with database(backend, tmp_path) as (url, schema):
+        async with Ledger.open(url, schema=schema) as ledger:
+            await ledger.apply(
+                [event("2025-09-30T10:00:00+08:00", "2025-09-30T10:00:01+08:00")], []
+            )
+            async with ledger.engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE ledger_meta SET value = '99' WHERE name = 'version'")
+                )
+        with pytest.raises(LedgerVersionError) as refused:
+            async with Ledger.open(url, schema=schema):
+                pass
+        async with Ledger.open(url, schema=schema, recreate=True) as upgraded:
+            version, counts = await stored_version(upgraded), await upgraded.counts()
+    assert (refused.value.found, refused.value.expected) == (99, SCHEMA_VERSION)
+    assert "hub ledger rebuild --recreate" in str(refused.value)
+    assert version == str(SCHEMA_VERSION) and counts == {}  # emptied, ready for the rebuild
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_ledger_from_before_versions_were_stored_is_version_1(
+    backend: str, tmp_path: Path
+) -> None:
+    async with database(backend, tmp_path) as (url, schema):
+        async with Ledger.open(url, schema=schema) as ledger:
+            await ledger.apply(
+                [event("2025-09-30T10:00:00+08:00", "2025-09-30T10:00:01+08:00")],
+                [receipt("2025-09-30T10:00:02+08:00")],
+            )
+            async with ledger.engine.begin() as conn:
+                await conn.execute(text("DROP TABLE ledger_meta"))
+        async with Ledger.open(url, schema=schema) as reopened:
+            version, counts = await stored_version(reopened), await reopened.counts()
+    assert version == "1" and counts == {"acknowledged": 1}  # rows kept
+
+
+async def test_the_command_line_refuses_another_version_and_says_how_to_upgrade(
+    settings: HubSettings, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    async with Ledger.open(url) as ledger, ledger.engine.begin() as conn:
+        await conn.execute(text("UPDATE ledger_meta SET value = '0' WHERE name = 'version'"))
+    code, _, err = await run_hub(settings, "lag", HUB_LEDGER_URL=url)
+    assert code == 2 and "hub ledger rebuild --recreate" in err and "Traceback" not in err
