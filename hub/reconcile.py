@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import nats.errors
@@ -84,73 +84,68 @@ class StoreCheck:
         return tuple(dict.fromkeys((*(self.full or ()), *(self.quick or ()))))
 
 
-async def keep_checking(
-    nc: Client,
-    js: JetStreamContext,
-    wire: Wire,
-    ledger: Ledger,
-    outcome: StoreCheck,
-    clock: Clock,
-    stop: asyncio.Event,
-    *,
-    quick_every_s: float = QUICK_EVERY_S,
-    full_every_s: float = FULL_EVERY_S,
-) -> None:
-    """Check at once (fully), then quickly every ``quick_every_s`` and fully every ``full_every_s``.
+@dataclass
+class StoreChecker:
+    """Checks the events stream against the ledger, keeping the outcome in ``outcome``."""
 
-    A database or NATS hiccup is logged and tried again shortly; it never stops the hub.
-    """
-    next_full = 0.0
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        full = loop.time() >= next_full
-        try:
-            async with asyncio.timeout(CHECK_TIMEOUT_S):
-                await check_once(nc, js, wire, ledger, outcome, clock, full=full)
-        except Trouble as exc:
-            outcome.trouble = f"{type(exc).__name__}: {exc}"
-            log.warning("reconcile.deferred", extra={"error": outcome.trouble, "full": full})
-            pause = min(RETRY_PAUSE_S, quick_every_s)
+    nc: Client
+    js: JetStreamContext
+    wire: Wire
+    ledger: Ledger
+    clock: Clock
+    outcome: StoreCheck = field(default_factory=StoreCheck)
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        quick_every_s: float = QUICK_EVERY_S,
+        full_every_s: float = FULL_EVERY_S,
+    ) -> None:
+        """Check fully at once, then quickly every ``quick_every_s``, fully every ``full_every_s``.
+
+        A database or NATS hiccup is logged and tried again shortly; it never stops the hub.
+        """
+        next_full = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            full = loop.time() >= next_full
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                    await self.check(full=full)
+            except Trouble as exc:
+                self.outcome.trouble = f"{type(exc).__name__}: {exc}"
+                log.warning("reconcile.deferred", extra={"error": self.outcome.trouble})
+                pause = min(RETRY_PAUSE_S, quick_every_s)
+            else:
+                self.outcome.trouble = None
+                if full:
+                    next_full = loop.time() + full_every_s
+                pause = quick_every_s
+            try:
+                async with asyncio.timeout(pause):
+                    await stop.wait()
+            except TimeoutError:
+                continue
+
+    async def check(self, *, full: bool) -> list[EventRow]:
+        """Run one check, log what is newly missing and keep the result."""
+        if full:
+            missing = await missing_events(self.js, self.wire, self.ledger)
         else:
-            outcome.trouble = None
-            if full:
-                next_full = loop.time() + full_every_s
-            pause = quick_every_s
-        try:
-            async with asyncio.timeout(pause):
-                await stop.wait()
-        except TimeoutError:
-            continue
-
-
-async def check_once(
-    nc: Client,
-    js: JetStreamContext,
-    wire: Wire,
-    ledger: Ledger,
-    outcome: StoreCheck,
-    clock: Clock,
-    *,
-    full: bool,
-) -> list[EventRow]:
-    """Run one check, log what changed and keep the result in ``outcome``."""
-    if full:
-        missing = await missing_events(js, wire, ledger)
-    else:
-        missing = await gone_events(nc, wire, ledger)
-    keys = tuple(m.event_key for m in missing)
-    before = outcome.missing or ()
-    if full:
-        outcome.full, outcome.full_checked_at = keys, clock()
-    else:
-        outcome.quick = keys
-    outcome.checked_at = clock()
-    new = [k for k in keys if k not in before]
-    if new:
-        log.error(
-            "reconcile.events_missing",
-            extra={"count": len(keys), "new": new[:100], "full": full},
-        )
-    elif full:
-        log.info("reconcile.complete", extra={"missing": len(keys)})
-    return missing
+            missing = await gone_events(self.nc, self.wire, self.ledger)
+        keys = tuple(m.event_key for m in missing)
+        before, outcome = self.outcome.missing or (), self.outcome
+        if full:
+            outcome.full, outcome.full_checked_at = keys, self.clock()
+        else:
+            outcome.quick = keys
+        outcome.checked_at = self.clock()
+        if new := [k for k in keys if k not in before]:
+            log.error(
+                "reconcile.events_missing",
+                extra={"count": len(keys), "new": new[:100], "full": full},
+            )
+        elif full:
+            log.info("reconcile.complete", extra={"missing": len(keys)})
+        return missing

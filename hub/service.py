@@ -22,7 +22,7 @@ from hub.ingest import Ingest, utc_now
 from hub.ledger import Ledger
 from hub.metrics import HubMetrics, middleware
 from hub.projection import Projector, ReceiptTime, stored_at
-from hub.reconcile import StoreCheck, keep_checking
+from hub.reconcile import StoreCheck, StoreChecker
 from hub.registry import Registry
 from hub.rejections import Rejections
 from hub.rejections import follow as follow_rejections
@@ -126,7 +126,8 @@ async def running_hub(
         store = JetStreamStore(js, settings.request_timeout_s)
         register_ingest(broker, settings, Ingest(settings, registry, store, clock, metrics))
         await broker.start()
-        store_check, rejections = StoreCheck(), Rejections()
+        store_checker = StoreChecker(broker.connection, js, settings.wire, ledger, clock)
+        store_check, rejections = store_checker.outcome, Rejections()
         web = web_app(
             WebState(
                 settings,
@@ -153,13 +154,7 @@ async def running_hub(
             tasks.create_task(DeadLetters(js, settings).run(stop))
             tasks.create_task(follow_rejections(js, settings.wire, rejections, clock, stop))
             tasks.create_task(
-                keep_checking(
-                    broker.connection,
-                    js,
-                    settings.wire,
-                    ledger,
-                    store_check,
-                    clock,
+                store_checker.run(
                     stop,
                     quick_every_s=settings.store_check_s,
                     full_every_s=settings.store_check_full_s,

@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from hub.config import HubSettings
+from hub.errors import EventRejected
 from hub.ledger import Ledger
 from hub.registry import Registry
 from hub.samples import sample_event
@@ -77,12 +78,25 @@ async def test_ops_page_shows_who_is_behind_who_is_at_risk_and_the_lag_chart(
                     "other", "renqiu-scjg", now, n, recipients=("renqiu-beihan", "renqiu-chuan")
                 )
             )
+        broken = sample_event("permit", "renqiu-scjg", now)
+        broken["data"]["entity_uscc"] = "91130982MA0D4XXK3Y"
+        with pytest.raises(EventRejected):
+            await publisher.publish(broken)
         async with receiving(nc, settings, ["renqiu-chuan"]):
             await eventually(
                 lambda: _counts(hub.ledger, {"acknowledged": 3, "pending": 3}), within=20
             )
         page = await new_page(browser)
         await page.goto(f"{hub.web_url}/ops?every=1")
+        rejected = page.locator('#rejections-by-publisher tbody tr[data-publisher="renqiu-scjg"]')
+        await expect(rejected).to_contain_text("任丘市市场监督管理局")
+        await expect(rejected).to_contain_text("uscc_check_character（1）")
+        await expect(page.locator("#rejections-latest tbody tr").first).to_contain_text(
+            "data.entity_uscc: 统一社会信用代码校验码错误"
+        )
+        first_rows = page.locator("#orgs tbody tr")
+        await expect(first_rows.first).to_have_attribute("data-org", "renqiu-beihan")  # backlog
+        await expect(first_rows.nth(1)).to_have_attribute("data-org", "renqiu-chuan")  # traffic
         await expect(page.locator("body[data-loaded=yes]")).to_have_count(1)
         risk = page.locator("#at-risk tbody tr")
         await expect(risk).to_have_count(1)
@@ -161,16 +175,28 @@ async def test_township_dashboard_lists_what_it_received_and_shows_one_event(
                     "任丘市鸿运食品有限公司 食品经营许可 准予许可"
                 )
                 await expect(rows.first).to_contain_text("当日签收")
+                badge = rows.first.locator(".badge").first
+                assert (await badge.bounding_box() or {"height": 99})["height"] < 24  # one line
                 await expect(
                     page.locator('nav button[data-category="permit"] .count')
                 ).to_have_text("1")
+                gaps = await page.eval_on_selector_all(
+                    "nav button",
+                    """buttons => buttons.map(b => b.lastChild.getBoundingClientRect().left
+                                                 - b.firstChild.getBoundingClientRect().right)""",
+                )
+                assert min(gaps) >= 8  # every count stands apart from its label
+                icon = await page.eval_on_selector("link[rel=icon]", "link => link.href")
+                assert icon.startswith("data:image/svg+xml")  # no request, no 404
                 await page.locator('nav button[data-category="permit"]').click()
                 await expect(rows).to_have_count(1)
                 ARTIFACTS.mkdir(exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
                 await rows.first.click()
                 fields = page.locator("#fields")
-                await expect(fields).to_contain_text("统一社会信用代码")
+                await expect(fields.locator("dt", has_text="统一社会信用代码")).to_have_text(
+                    "统一社会信用代码"  # the whole name, not "统一社会信用代码（18 位"
+                )
                 await expect(fields).to_contain_text("91130982MA0D4XXK3L")
                 await expect(fields).to_contain_text("发布单位")
                 await page.screenshot(path=str(ARTIFACTS / "dashboard-detail.png"), full_page=True)

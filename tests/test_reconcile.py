@@ -19,7 +19,7 @@ from hub.errors import LedgerUnavailable
 from hub.ingest import utc_now
 from hub.ledger import Ledger
 from hub.natsd import free_port
-from hub.reconcile import StoreCheck, check_once
+from hub.reconcile import StoreChecker
 from hub.registry import Registry
 from hub.samples import sample_event
 from hub.service import Hub
@@ -40,13 +40,13 @@ async def _publish(nc: Client, hub: Hub, n: int) -> str:
 async def test_checks_while_events_are_accepted_never_report_a_false_missing(
     hub: Hub, nc: Client
 ) -> None:
-    outcome = StoreCheck()
+    checker = StoreChecker(nc, hub.js, hub.settings.wire, hub.ledger, utc_now)
     publishing = asyncio.gather(*(_publish(nc, hub, n) for n in range(300)))
     found: list[tuple[str, ...]] = []
     while not publishing.done():
         for full in (True, False):
-            await check_once(nc, hub.js, hub.settings.wire, hub.ledger, outcome, utc_now, full=full)
-            found.append(outcome.missing or ())
+            await checker.check(full=full)
+            found.append(checker.outcome.missing or ())
     await publishing
     assert len(found) >= 4 and set(found) == {()}  # checked under traffic, nothing reported
 
