@@ -27,6 +27,19 @@ class HubSettings(BaseSettings):
         description="ledger database (sqlite:///… or postgresql://…); empty: SQLite in data_dir",
     )
     subject_root: str = Field(default="hub", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+
+    credentials_dir: Path | None = Field(
+        default=None, description="the credentials authority and the hub's identities"
+    )
+    credentials: Path | None = Field(
+        default=None, description="this process's own credentials file (an organisation's)"
+    )
+    tls_ca: Path | None = Field(default=None, description="CA certificate of the servers' TLS")
+    tls_cert: Path | None = Field(default=None, description="the embedded server's certificate")
+    tls_key: Path | None = Field(default=None, description="the embedded server's private key")
+    jetstream_max_bytes: int = Field(
+        default=100 * 1024**3, gt=0, description="the hub account's JetStream storage limit"
+    )
     replicas: int = Field(default=1, ge=1, le=5, description="JetStream replicas of hub streams")
 
     max_event_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
@@ -38,6 +51,20 @@ class HubSettings(BaseSettings):
         default=(2.0, 10.0, 60.0, 300.0, 900.0), description="delay before attempt 2, 3, …"
     )
     max_ack_pending: int = Field(default=1000, ge=1)
+    ingest_rate: float = Field(
+        default=50.0, gt=0, description="events per second one organisation may send, sustained"
+    )
+    ingest_burst: int = Field(
+        default=1000, ge=1, description="events one organisation may send at once above the rate"
+    )
+    quarantine_per_org: int = Field(
+        default=10_000, ge=10, description="rejected messages kept per organisation (newest)"
+    )
+    quarantine_max_bytes: int = Field(default=1024**3, ge=1024**2)
+    quarantine_max_age_s: float = Field(default=180 * 86400.0, gt=0)
+    drift_check_s: float = Field(
+        default=60.0, gt=0, description="how often stream and consumer settings are re-checked"
+    )
     request_timeout_s: float = Field(default=5.0, gt=0, description="deadline of NATS requests")
     publish_retries: int = Field(default=5, ge=0, description="SDK resends of an unanswered event")
 
@@ -61,6 +88,9 @@ class HubSettings(BaseSettings):
         default=3600.0, gt=0, description="how often every event's key is read back (full check)"
     )
 
+    ops_password: SecretStr | None = Field(
+        default=None, description="the ops login (user 'ops') of the ops page and /metrics"
+    )
     web_host: str = Field(default="127.0.0.1", description="ops page, metrics and health")
     web_port: int = Field(default=8080, ge=0, le=65535, description="0: a free port")
     dashboard_port: int = Field(
@@ -89,6 +119,11 @@ class HubSettings(BaseSettings):
         if self.ledger_url is not None:
             return self.ledger_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'ledger.sqlite3'}"
+
+    @property
+    def credentials_store(self) -> Path:
+        """Where the credentials authority and the hub's identities live."""
+        return self.credentials_dir or self.data_dir / "credentials"
 
     @property
     def url_file(self) -> Path:

@@ -17,11 +17,11 @@ from nats.aio.client import Client
 
 from hub.config import HubSettings
 from hub.errors import EventRejected, HubUnavailable
+from hub.identity.sessions import connect_as
 from hub.registry import OrgKind, Registry
 from hub.samples import RENQIU_PUBLISHERS, sample_event
 from schemas.envelope import CATEGORIES, DELIVERED, EVENT_ADAPTER, Event, summary_zh
 from schemas.shanghai import clock_text
-from subscribers.connection import connect
 from subscribers.inbox import Inbox
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery, Recipient
@@ -51,9 +51,13 @@ class DemoCounty:
 
     async def run(self, stop: asyncio.Event, *, interval_s: float = 3.0, rounds: int = 0) -> None:
         """Publish one event every ``interval_s`` until ``stop`` (or ``rounds`` events, if > 0)."""
-        nc = await connect(self.settings.nats_url or "", name="hub-demo")
+        members = [o for o in self.registry.members(self.county) if o.kind != OrgKind.OFFICE]
+        connections: dict[str, Client] = {}
         try:
-            members = [o for o in self.registry.members(self.county) if o.kind != OrgKind.OFFICE]
+            for org in members:  # each organisation under its own credentials
+                connections[org.id] = await connect_as(
+                    self.settings, org.id, label=f"demo-{org.id}"
+                )
             county_name = self.registry.county(self.county).name
             townships = sum(o.kind in (OrgKind.TOWNSHIP, OrgKind.STREET) for o in members)
             self.emit(
@@ -62,11 +66,12 @@ class DemoCounty:
             )
             async with asyncio.TaskGroup() as tasks:
                 for org in members:
-                    recipient = Recipient(nc, org.id, wire=self.settings.wire)
+                    recipient = Recipient(connections[org.id], org.id, wire=self.settings.wire)
                     tasks.create_task(recipient.run(self._handler(org.id), stop))
-                tasks.create_task(self._publish_loop(nc, stop, interval_s, rounds))
+                tasks.create_task(self._publish_loop(connections, stop, interval_s, rounds))
         finally:
-            await nc.drain()
+            for nc in connections.values():
+                await nc.drain()
         self.emit(
             f"演示结束：发布 {self.published} 条，受理 {self.accepted} 条，拒收 {self.rejected} 条"
         )
@@ -84,7 +89,7 @@ class DemoCounty:
         return handle  # type: ignore[return-value]
 
     async def _publish_loop(
-        self, nc: Client, stop: asyncio.Event, interval_s: float, rounds: int
+        self, connections: dict[str, Client], stop: asyncio.Event, interval_s: float, rounds: int
     ) -> None:
         categories = itertools.cycle(CATEGORIES)
         for n in itertools.count():
@@ -94,7 +99,7 @@ class DemoCounty:
             source = RENQIU_PUBLISHERS[category].replace("renqiu", self.county, 1)
             broken = n % 4 == 3
             await self._publish_one(
-                Publisher(nc, source, wire=self.settings.wire), category, n, broken
+                Publisher(connections[source], source, wire=self.settings.wire), category, n, broken
             )
             try:
                 async with asyncio.timeout(interval_s):

@@ -8,6 +8,7 @@
     │   ├── NatsUnavailable    no NATS server answered at the given address
     │   ├── HubNotFound        the server answers, but the hub's streams are not on it
     │   └── LedgerUnavailable  the ledger database did not answer
+    ├── NotAuthorized          the server refused the credentials, or they are another's
     ├── ReaderConflict         another program already reads this organisation's deliveries
     ├── RegistryError          the registry file is unreadable or inconsistent
     ├── ConfigError            a setting is missing or contradicts another
@@ -23,6 +24,7 @@ from subscribers.errors import (
     HubNotFound,
     HubUnavailable,
     NatsUnavailable,
+    NotAuthorized,
     ReaderConflict,
 )
 
@@ -36,6 +38,7 @@ __all__ = [
     "LedgerVersionError",
     "NatsServerError",
     "NatsUnavailable",
+    "NotAuthorized",
     "ReaderConflict",
     "RegistryError",
 ]

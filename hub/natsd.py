@@ -21,12 +21,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from hub.errors import NatsServerError
+from hub.errors import ConfigError, NatsServerError
+from hub.identity.authority import ServerTrust
+from hub.identity.tls import TlsFiles, ensure_tls
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -63,6 +71,7 @@ class ClusterSpec:
     name: str
     port: int
     routes: tuple[str, ...]
+    tls: TlsFiles | None = None  # routes verify each other's certificate of the cluster's CA
 
 
 class _Running:
@@ -91,7 +100,12 @@ class _Running:
 
 @dataclass
 class NatsServer(_Running):
-    """One nats-server process with JetStream on a loopback port."""
+    """One nats-server process with JetStream.
+
+    ``trust`` (the credentials authority's operator and accounts) turns on authorization: without
+    it the server is open, which only the benchmarks' raw baseline uses. ``tls`` secures client
+    connections; it is required to listen beyond loopback. Monitoring stays on loopback.
+    """
 
     store_dir: Path
     host: str = "127.0.0.1"
@@ -100,12 +114,16 @@ class NatsServer(_Running):
     sync_always: bool = True
     name: str = "hub-nats"
     cluster: ClusterSpec | None = None
+    trust: ServerTrust | None = None
+    tls: TlsFiles | None = None
+    monitor_host: str = "127.0.0.1"
+    max_store_bytes: int | None = None  # JetStream's file storage (the account's limit fits in)
     _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        """The client URL."""
-        return f"nats://{self.host}:{self.port}"
+        """The client URL (``tls://`` when the server requires TLS)."""
+        return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -132,15 +150,21 @@ class NatsServer(_Running):
         lines = [
             f"server_name: {json.dumps(self.name)}",
             f"listen: {json.dumps(f'{self.host}:{self.port}')}",
-            f"http: {json.dumps(f'{self.host}:{self.monitor_port}')}",
+            f"http: {json.dumps(f'{self.monitor_host}:{self.monitor_port}')}",
             "max_payload: 2MB",
+            # a client's CONNECT carries its user JWT: the hub's lists every stream it may read
+            "max_control_line: 32KB",
             "jetstream {",
             f"  store_dir: {json.dumps(str(self.store_dir))}",
         ]
+        if self.max_store_bytes is not None:
+            lines.append(f"  max_file_store: {self.max_store_bytes}")
         if self.sync_always:
             # fsync each write before acknowledging it: an accepted event survives power loss
             lines.append("  sync_interval: always")
         lines.append("}")
+        lines += trust_config(self.trust, self.store_dir / "jwt")
+        lines += _tls_lines(self.tls, verify=False)
         if self.cluster:
             routes = ", ".join(json.dumps(r) for r in self.cluster.routes)
             lines += [
@@ -148,6 +172,7 @@ class NatsServer(_Running):
                 f"  name: {json.dumps(self.cluster.name)}",
                 f"  listen: {json.dumps(f'{self.host}:{self.cluster.port}')}",
                 f"  routes: [{routes}]",
+                *(f"  {line}" for line in _tls_lines(self.cluster.tls, verify=True)),
                 "}",
             ]
         return "\n".join(lines) + "\n"
@@ -156,6 +181,12 @@ class NatsServer(_Running):
         """Start the server (keeping port and store across restarts) and wait until it serves."""
         if self.running:
             return
+        if not is_loopback(self.host) and self.tls is None:
+            raise ConfigError(
+                "HUB_EMBEDDED_HOST",
+                f"listening on {self.host} (beyond this machine) needs TLS: run "
+                "hub credentials tls, or keep HUB_EMBEDDED_HOST=127.0.0.1",
+            )
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port(self.host)
         self.monitor_port = self.monitor_port or free_port(self.host)
@@ -180,7 +211,7 @@ class NatsServer(_Running):
                         "start", f"exited; see {self.log_file}: {self._log_tail()}"
                     )
                 try:
-                    status, _ = await http_get(self.host, self.monitor_port, "/healthz")
+                    status, _ = await http_get(self.monitor_host, self.monitor_port, "/healthz")
                 except OSError:
                     status = 0
                 if status == 200:
@@ -215,11 +246,43 @@ class NatsServer(_Running):
 
     async def varz(self) -> dict[str, Any]:
         """The server's ``/varz`` monitoring document."""
-        status, body = await http_get(self.host, self.monitor_port, "/varz")
+        status, body = await http_get(self.monitor_host, self.monitor_port, "/varz")
         if status != 200:
             raise NatsServerError("varz", f"HTTP {status}")
         document: dict[str, Any] = json.loads(body)
         return document
+
+
+def trust_config(trust: ServerTrust | None, resolver_dir: Path) -> list[str]:
+    """Operator mode: the server trusts the operator's accounts and their users' JWTs."""
+    if trust is None:
+        return []
+    resolver = (
+        f'{{type: full, dir: {json.dumps(str(resolver_dir))}, allow_delete: false, interval: "2m"}}'
+    )
+    return [
+        f"operator: {trust.operator_jwt}",
+        f"system_account: {trust.system_account}",
+        f"resolver: {resolver}",
+        "resolver_preload: {",
+        *(f"  {key}: {token}" for key, token in trust.accounts.items()),
+        "}",
+    ]
+
+
+def _tls_lines(files: TlsFiles | None, *, verify: bool) -> list[str]:
+    """A ``tls {}`` block; ``verify``: the peer must present a certificate of the CA too."""
+    if files is None:
+        return []
+    return [
+        "tls {",
+        f"  cert_file: {json.dumps(str(files.cert))}",
+        f"  key_file: {json.dumps(str(files.key))}",
+        f"  ca_file: {json.dumps(str(files.ca))}",
+        f"  verify: {'true' if verify else 'false'}",
+        "  timeout: 3",
+        "}",
+    ]
 
 
 async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
@@ -244,6 +307,9 @@ class NatsCluster(_Running):
     host: str = "127.0.0.1"
     sync_always: bool = True
     name: str = "hub"
+    trust: ServerTrust | None = None
+    tls: TlsFiles | None = None
+    max_store_bytes: int | None = None
     nodes: list[NatsServer] = field(default_factory=list)
 
     @property
@@ -258,6 +324,9 @@ class NatsCluster(_Running):
     async def start(self) -> None:
         """Start every node at once (JetStream needs a quorum to become ready)."""
         if not self.nodes:
+            routes_tls = ensure_tls(
+                self.store_dir / "routes-tls", [self.host], f"{self.name} routes"
+            )
             ports = free_ports(3 * self.size, self.host)
             route_ports = ports[: self.size]
             routes = [f"nats://{self.host}:{p}" for p in route_ports]
@@ -270,8 +339,14 @@ class NatsCluster(_Running):
                     sync_always=self.sync_always,
                     name=f"{self.name}-nats-{i + 1}",
                     cluster=ClusterSpec(
-                        self.name, route_ports[i], tuple(r for j, r in enumerate(routes) if j != i)
+                        self.name,
+                        route_ports[i],
+                        tuple(r for j, r in enumerate(routes) if j != i),
+                        routes_tls,
                     ),
+                    trust=self.trust,
+                    tls=self.tls,
+                    max_store_bytes=self.max_store_bytes,
                 )
                 for i in range(self.size)
             ]

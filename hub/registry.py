@@ -154,6 +154,12 @@ class Registry:
     def __contains__(self, org_id: object) -> bool:
         return org_id in self._orgs
 
+    def replace_with(self, fresh: Registry) -> None:
+        """Take ``fresh``'s contents (a reloaded file): every holder of this object sees them."""
+        self.file, self.origin = fresh.file, fresh.origin
+        self._orgs, self._counties = fresh._orgs, fresh._counties
+        self.__dict__.pop("_by_county", None)  # the cached grouping of the old contents
+
     def __len__(self) -> int:
         return len(self._orgs)
 

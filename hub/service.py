@@ -9,48 +9,63 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
+from faststream.nats.security import NatsCredentials, NatsSecurity
 from nats.js import JetStreamContext
 
 from hub.advisories import DeadLetters
 from hub.config import HubSettings
 from hub.delivery import FanOut
 from hub.envelope import dump_reply
-from hub.errors import ConfigError
+from hub.errors import ConfigError, NatsUnavailable
+from hub.identity import ADMIN, HUB, credentials_for
+from hub.identity.sessions import connect_as, tls_context
 from hub.ingest import Ingest, utc_now
 from hub.ledger import Ledger
 from hub.metrics import HubMetrics, middleware
 from hub.projection import Projector, ReceiptTime, stored_at
+from hub.provisioning import ConfigState, Provisioner
 from hub.reconcile import StoreCheck, StoreChecker
 from hub.registry import Registry
 from hub.rejections import Rejections
 from hub.rejections import follow as follow_rejections
-from hub.streams import JetStreamStore, ensure_consumers, ensure_streams
+from hub.streams import JetStreamStore
 from hub.timeliness import Clock
 from hub.web import WebState, web_app
-from subscribers.connection import connect
+from subscribers.credentials import inbox_prefix
 from subscribers.serving import address, listening, serve_asgi
 
 log = logging.getLogger(__name__)
 
 INGEST_WORKERS = 64  # concurrent ingest requests; each waits for a JetStream write
+START_ATTEMPTS = 60  # about a minute for NATS to come up; a refused credential fails after it
 
 
 def new_broker(settings: HubSettings, metrics: HubMetrics | None = None) -> NatsBroker:
-    """A FastStream broker for the hub's NATS servers (reporting to ``metrics`` if given)."""
+    """A FastStream broker connected as the hub's service identity (``_hub``)."""
     if not settings.nats_url:
         raise ConfigError(
             "HUB_NATS_URL", "the hub needs a NATS URL (hub up starts an embedded one)"
         )
+    context = tls_context(settings)
+    creds = credentials_for(settings, HUB)
+    security: NatsSecurity | None = None
+    if creds is not None:
+        security = NatsCredentials(str(creds), ssl_context=context)
+    elif context is not None:
+        security = NatsSecurity(ssl_context=context)
     return NatsBroker(
         settings.nats_url.split(","),
         log_level=logging.DEBUG,  # one line per message is for debugging, not for ops
-        max_reconnect_attempts=-1,
+        max_reconnect_attempts=START_ATTEMPTS,  # for ever once connected (see running_hub)
         reconnect_time_wait=1,
         logger=logging.getLogger("hub.broker"),
         apply_types=False,  # the handler takes the raw request: no per-message casting
         middlewares=[middleware(metrics)] if metrics is not None else [],
+        security=security,
+        inbox_prefix=inbox_prefix(HUB),
     )
 
 
@@ -96,6 +111,7 @@ class Hub:
     metrics: HubMetrics
     web_url: str
     store_check: StoreCheck
+    config_state: ConfigState
 
 
 @asynccontextmanager
@@ -118,11 +134,16 @@ async def running_hub(
             )
         metrics = HubMetrics()
         broker = new_broker(settings, metrics)
-        await broker.connect()
+        await _connect(broker, settings)
         stack.push_async_callback(_stop_broker, broker)
         js = broker.connection.jetstream(timeout=settings.request_timeout_s)
-        await ensure_streams(js, settings)
-        await ensure_consumers(js, settings, (o.id for o in registry.organisations))
+        admin = None
+        if credentials_for(settings, ADMIN) is not None:  # else another process manages streams
+            admin_nc = await connect_as(settings, ADMIN, label="hub-admin")
+            stack.push_async_callback(admin_nc.drain)
+            admin = admin_nc.jetstream(timeout=settings.request_timeout_s)
+        provisioner = Provisioner(settings, registry, js, admin, clock)
+        await provisioner.ensure()
         store = JetStreamStore(js, settings.request_timeout_s)
         register_ingest(broker, settings, Ingest(settings, registry, store, clock, metrics))
         await broker.start()
@@ -152,6 +173,7 @@ async def running_hub(
                 projector = Projector(js, settings, ledger, receipt_time=receipt_time)
                 tasks.create_task(projector.run(stop))
             tasks.create_task(DeadLetters(js, settings).run(stop))
+            tasks.create_task(provisioner.run(stop))
             tasks.create_task(follow_rejections(js, settings.wire, rejections, clock, stop))
             tasks.create_task(
                 store_checker.run(
@@ -164,9 +186,31 @@ async def running_hub(
             tasks.create_task(serve_asgi(web, web_socket, stop))
             log.info("hub.ready", extra={"url": settings.nats_url, "web": web_url})
             try:
-                yield Hub(settings, registry, broker, js, ledger, metrics, web_url, store_check)
+                yield Hub(
+                    settings,
+                    registry,
+                    broker,
+                    js,
+                    ledger,
+                    metrics,
+                    web_url,
+                    store_check,
+                    provisioner.state,
+                )
             finally:
                 stop.set()  # every loop finishes its batch; the task group waits for them
+
+
+async def _connect(broker: NatsBroker, settings: HubSettings) -> None:
+    """Connect within ``START_ATTEMPTS``; once connected, reconnect for ever.
+
+    A refused credential must fail the start, not hang it.
+    """
+    try:
+        await broker.connect()
+    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        raise NatsUnavailable(settings.nats_url or "", f"{type(exc).__name__}: {exc}") from exc
+    broker.connection.options["max_reconnect_attempts"] = -1
 
 
 async def _stop_broker(broker: NatsBroker) -> None:
@@ -183,7 +227,7 @@ async def serve(settings: HubSettings, registry: Registry, stop: asyncio.Event) 
 async def follow_ledger(settings: HubSettings, stop: asyncio.Event) -> None:
     """Keep the ledger in step with the streams, in a process of its own, until ``stop``."""
     async with Ledger.open(settings.ledger_database, wait_s=settings.ledger_wait_s) as ledger:
-        nc = await connect(settings.nats_url or "", name="hub-ledger")
+        nc = await connect_as(settings, HUB, label="hub-ledger")
         try:
             js = nc.jetstream(timeout=settings.request_timeout_s)
             await Projector(js, settings, ledger).run(stop)

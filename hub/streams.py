@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -68,7 +68,18 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
             allow_direct=True,
             max_age=max_age,
             max_consumers=max_consumers,
+            deny_delete=True,  # the record: no message is removed through the API
+            deny_purge=True,
         )
+
+    quarantine = config(
+        w.quarantine_stream, f"{w.root}.quarantine.>", "被拒收的消息及原因", any_size=True
+    )
+    # bounded, so that a flood cannot fill the disk: each publisher keeps its newest rejections
+    quarantine.discard = DiscardPolicy.OLD
+    quarantine.max_msgs_per_subject = settings.quarantine_per_org
+    quarantine.max_bytes = settings.quarantine_max_bytes
+    quarantine.max_age = settings.quarantine_max_age_s
 
     return [
         config(w.events_stream, f"{w.root}.events.>", "已受理的事件，每个一份（共享记录）"),
@@ -82,7 +93,7 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
             max_consumers=MAX_RECIPIENTS,
         ),
         config(w.receipts_stream, f"{w.root}.receipts.>", "接收单位的签收和死信回执"),
-        config(w.quarantine_stream, f"{w.root}.quarantine.>", "被拒收的消息及原因", any_size=True),
+        quarantine,
         config(
             w.advisories_stream,
             w.max_deliveries_advisories,
@@ -111,6 +122,17 @@ def delivery_consumer_config(settings: HubSettings, wire: Wire, recipient: str) 
     )
 
 
+def hub_consumers(settings: HubSettings) -> list[tuple[str, ConsumerConfig]]:
+    """(stream, config) of each of the hub's own durable consumers."""
+    w = settings.wire
+    return [
+        (w.events_stream, hub_consumer_config(settings, w.fanout_consumer)),
+        (w.events_stream, hub_consumer_config(settings, w.ledger_consumer)),
+        (w.receipts_stream, hub_consumer_config(settings, w.ledger_consumer)),
+        (w.advisories_stream, hub_consumer_config(settings, w.advisories_consumer)),
+    ]
+
+
 def hub_consumer_config(settings: HubSettings, name: str) -> ConsumerConfig:
     """One of the hub's own durable consumers; it retries a message until it is processed."""
     return ConsumerConfig(
@@ -124,31 +146,6 @@ def hub_consumer_config(settings: HubSettings, name: str) -> ConsumerConfig:
         max_ack_pending=settings.max_ack_pending * 4,
         num_replicas=settings.replicas,
     )
-
-
-async def ensure_streams(js: JetStreamContext, settings: HubSettings) -> None:
-    """Create the streams, or bring an existing one to the configured settings."""
-    for config in stream_configs(settings):
-        try:
-            await js.stream_info(config.name or "")
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
-            log.info("stream.created", extra={"stream": config.name})
-        else:
-            await js.update_stream(config)
-
-
-async def ensure_consumers(
-    js: JetStreamContext, settings: HubSettings, recipients: Iterable[str]
-) -> None:
-    """Create (or update) the hub's consumers and one durable consumer per recipient."""
-    w = settings.wire
-    await js.add_consumer(w.events_stream, hub_consumer_config(settings, w.fanout_consumer))
-    await js.add_consumer(w.events_stream, hub_consumer_config(settings, w.ledger_consumer))
-    await js.add_consumer(w.receipts_stream, hub_consumer_config(settings, w.ledger_consumer))
-    await js.add_consumer(w.advisories_stream, hub_consumer_config(settings, w.advisories_consumer))
-    for recipient in recipients:
-        await js.add_consumer(w.deliveries_stream, delivery_consumer_config(settings, w, recipient))
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,35 @@
-"""Connecting to NATS as every organisation's system should: quiet errors, reconnects."""
+"""Connecting to NATS as every organisation's system should: its own credentials, TLS, reconnects.
+
+An organisation connects with the credentials file the hub issued it (``HUB_CREDENTIALS``, or
+``credentials=``); its replies come on its own inbox prefix (``_INBOX.<org>``), the only inbox its
+permissions allow. ``HUB_TLS_CA`` (or ``tls_ca=``) names the county's CA certificate when the
+server requires TLS.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import ssl
+import weakref
+from pathlib import Path
+from typing import Any
 
 import nats
 import nats.errors
 from nats.aio.client import Client
 
-from subscribers.errors import NatsUnavailable
+from subscribers.credentials import read_credentials
+from subscribers.errors import NatsUnavailable, NotAuthorized
 
 log = logging.getLogger(__name__)
 
+_IDENTITIES: weakref.WeakKeyDictionary[Client, str] = weakref.WeakKeyDictionary()
 
-async def _on_error(exc: Exception) -> None:
-    log.warning("nats.error", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+def identity_of(nc: Client) -> str | None:
+    """The identity (organisation id) a connection was opened with, when ``connect`` opened it."""
+    return _IDENTITIES.get(nc)
 
 
 async def _on_disconnected() -> None:
@@ -25,8 +40,21 @@ async def _on_reconnected() -> None:
     log.info("nats.reconnected")
 
 
+def _chosen(given: Path | None, variable: str) -> Path | None:
+    if given is not None:
+        return given
+    found = os.environ.get(variable)
+    return Path(found) if found else None
+
+
 async def connect(
-    url: str, *, name: str, attempts: int = -1, reconnect_attempts: int | None = None
+    url: str | None = None,
+    *,
+    name: str,
+    attempts: int = -1,
+    reconnect_attempts: int | None = None,
+    credentials: Path | None = None,
+    tls_ca: Path | None = None,
 ) -> Client:
     """Connect to ``url`` (comma-separated servers), trying ``attempts`` times (-1: for ever).
 
@@ -35,9 +63,37 @@ async def connect(
     commands give up after a few attempts, and a service started by hand may fail fast at start
     (a wrong address) yet ride out a later restart of the server (``reconnect_attempts=-1``).
 
+    Args:
+        url: the server(s); ``HUB_NATS_URL`` when not given.
+        name: the connection's name, shown in the server's monitoring.
+        attempts: connection attempts before giving up.
+        reconnect_attempts: reconnection attempts after a loss, when they differ.
+        credentials: the identity's credentials file; ``HUB_CREDENTIALS`` when not given.
+        tls_ca: the CA certificate of the server's TLS; ``HUB_TLS_CA`` when not given.
+
     Raises:
         NatsUnavailable: no server answered within ``attempts`` attempts.
+        NotAuthorized: a server answered and refused the credentials.
     """
+    url = url or os.environ.get("HUB_NATS_URL") or "nats://127.0.0.1:4222"
+    options: dict[str, Any] = {}
+    holder = None
+    if creds := _chosen(credentials, "HUB_CREDENTIALS"):
+        try:
+            holder = read_credentials(creds)
+        except (OSError, ValueError) as exc:
+            raise NotAuthorized(url, str(creds), f"{type(exc).__name__}: {exc}") from exc
+        options |= {"user_credentials": str(creds), "inbox_prefix": holder.inbox_prefix}
+    if ca := _chosen(tls_ca, "HUB_TLS_CA"):
+        options["tls"] = ssl.create_default_context(cafile=str(ca))
+    refusals: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if "authorization violation" in text.lower() or "authentication" in text.lower():
+            refusals.append(text)
+        log.warning("nats.error", extra={"error": text})
+
     try:
         nc = await nats.connect(
             servers=url.split(","),
@@ -45,13 +101,18 @@ async def connect(
             connect_timeout=2,
             reconnect_time_wait=0.5,
             max_reconnect_attempts=attempts,
-            error_cb=_on_error,
+            error_cb=on_error,
             disconnected_cb=_on_disconnected,
             reconnected_cb=_on_reconnected,
             allow_reconnect=True,
+            **options,
         )
     except (nats.errors.Error, OSError, TimeoutError) as exc:
+        if refusals:
+            raise NotAuthorized(url, str(creds or "（未提供凭据）"), refusals[-1]) from exc
         raise NatsUnavailable(url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
     if reconnect_attempts is not None:
         nc.options["max_reconnect_attempts"] = reconnect_attempts  # read at each reconnect
+    if holder is not None:
+        _IDENTITIES[nc] = holder.name
     return nc

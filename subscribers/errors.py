@@ -7,6 +7,7 @@
     ├── HubUnavailable         the hub did not answer or could not store; send again
     │   ├── NatsUnavailable    no NATS server answered at the given address
     │   └── HubNotFound        the server answers, but the hub's streams are not on it
+    ├── NotAuthorized          the server refused the credentials, or they are another's
     └── ReaderConflict         another program already reads this organisation's deliveries
 """
 
@@ -54,6 +55,30 @@ class HubNotFound(HubUnavailable):
         super().__init__(
             f"NATS 服务器上没有枢纽的 {what}（主题根 {root}）：枢纽没有在这台服务器上运行，"
             "或 HUB_SUBJECT_ROOT 不同"
+        )
+
+
+class NotAuthorized(HubError):
+    """The server refused the connection's credentials (revoked, unknown, missing or damaged).
+
+    Also raised before anything is sent when a connection opened with one organisation's
+    credentials is asked to act as another.
+    """
+
+    def __init__(self, where: str, credentials: str, detail: str) -> None:
+        self.where, self.credentials, self.detail = where, credentials, detail
+        super().__init__(
+            f"{where} 拒绝了凭据 {credentials}（{detail}）：凭据可能已被吊销、不属于这个枢纽，"
+            "或没有提供；请向枢纽管理员申请（hub credentials issue）"
+            " / the server refused these credentials"
+        )
+
+
+def check_identity(connected_as: str | None, org: str) -> None:
+    """Refuse to act as ``org`` on a connection opened with another organisation's credentials."""
+    if connected_as is not None and connected_as != org:
+        raise NotAuthorized(
+            f"以 {org} 的名义", f"{connected_as} 的凭据", "一个单位的凭据只能以该单位的名义使用"
         )
 
 

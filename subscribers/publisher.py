@@ -26,7 +26,8 @@ from pydantic_core import to_json
 from schemas.envelope import Event
 from schemas.replies import REPLY_ADAPTER, Accepted, Rejected, Unavailable
 from schemas.wire import Wire
-from subscribers.errors import EventRejected, HubUnavailable
+from subscribers.connection import identity_of
+from subscribers.errors import EventRejected, HubUnavailable, check_identity
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Publisher:
         timeout_s: float = 5.0,
         retries: int = 5,
     ) -> None:
+        check_identity(identity_of(nc), org)
         self.nc, self.org = nc, org
         self.wire = wire or Wire()
         self.timeout_s, self.retries = timeout_s, retries

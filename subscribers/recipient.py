@@ -35,8 +35,9 @@ from schemas.delivery import BundledEvent, DeliveryBundle
 from schemas.envelope import DELIVERED, Event
 from schemas.receipt import Receipt, ReceiptBatch, ReceiptStatus
 from schemas.wire import CONSUMER_BACKOFF_KEY, Wire
+from subscribers.connection import identity_of
 from subscribers.consume import IDLE_WAIT_S, pull_batches
-from subscribers.errors import HubNotFound, ReaderConflict
+from subscribers.errors import HubNotFound, ReaderConflict, check_identity
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class Recipient:
                 deliveries (it would take part of them); ``False`` for several instances of one
                 system that share the work on purpose.
         """
+        check_identity(identity_of(nc), org)
         self.nc, self.org = nc, org
         self.wire = wire or Wire()
         self.js = nc.jetstream(timeout=timeout_s)

@@ -7,7 +7,9 @@ size is a Hypothesis profile (``HYPOTHESIS_PROFILE``: ``ci``, the default, 10,00
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,17 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import nats
+import nats.js.errors
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from nats.aio.client import Client
 
 from hub.config import HubSettings
+from hub.identity import ADMIN, Authority, ServerTrust, ensure_demo, ensure_own
+from hub.identity.sessions import connect_as
 from hub.ledger import Ledger
 from hub.natsd import NatsServer
 from hub.registry import Registry, load_registry
 from hub.service import Hub, running_hub
+from subscribers.publisher import Publisher
 
 FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 for _name, _examples in (("ci", 10_000), ("nightly", 100_000), ("quick", 300)):
@@ -47,10 +52,36 @@ def run_seed() -> int:
     return seed
 
 
+JETSTREAM_BYTES = 8 * 1024**3  # the test account's JetStream limit (and the servers' store)
+UNLIMITED_RATE = 1e6  # tests that publish thousands of events at once are not rate limited
+
+
 @pytest.fixture(scope="session")
-async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
-    """A real nats-server with JetStream on a free port and a temporary store."""
-    server = NatsServer(Path(tmp_path_factory.mktemp("nats")))
+def authority_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One credentials authority (operator, accounts) for every server of the session."""
+    directory = Path(tmp_path_factory.mktemp("authority"))
+    Authority.open(directory, create=True, jetstream_bytes=JETSTREAM_BYTES)
+    return directory
+
+
+def trust_of(authority_dir: Path) -> ServerTrust:
+    """What a test's own nats-server must trust: the session's authority."""
+    return Authority.open(authority_dir, jetstream_bytes=JETSTREAM_BYTES).server_trust()
+
+
+def secured_server(store_dir: Path, authority_dir: Path, **options: Any) -> NatsServer:
+    """A nats-server with authorization on (no test runs an open server)."""
+    return NatsServer(
+        store_dir, trust=trust_of(authority_dir), max_store_bytes=JETSTREAM_BYTES, **options
+    )
+
+
+@pytest.fixture(scope="session")
+async def nats_server(
+    tmp_path_factory: pytest.TempPathFactory, authority_dir: Path
+) -> AsyncIterator[NatsServer]:
+    """A real nats-server with JetStream and authorization, on a free port and a temporary store."""
+    server = secured_server(Path(tmp_path_factory.mktemp("nats")), authority_dir)
     await server.start()
     try:
         yield server
@@ -64,12 +95,29 @@ def registry() -> Registry:
     return load_registry()
 
 
+def credentials_store(authority_dir: Path, settings: HubSettings, registry: Registry) -> None:
+    """The test's own credentials store: the session's authority, this root's identities."""
+    store = settings.credentials_store
+    if not (store / "authority").exists():
+        shutil.copytree(authority_dir / "authority", store / "authority")
+    authority = Authority.open(store, jetstream_bytes=JETSTREAM_BYTES)
+    ensure_own(authority, settings)
+    ensure_demo(authority, settings, registry)  # every organisation's credentials, as hub up does
+
+
 @pytest.fixture
-def settings(nats_server: NatsServer, tmp_path: Path) -> HubSettings:
-    """Settings with a subject root (and so streams) of this test's own, and fast redelivery."""
-    return HubSettings(
+def settings(
+    nats_server: NatsServer, tmp_path: Path, authority_dir: Path, registry: Registry
+) -> HubSettings:
+    """Settings with a subject root (and so streams) of this test's own, and fast redelivery.
+
+    Its credentials store holds the hub's identities and every organisation's, for this root.
+    """
+    chosen = HubSettings(
         nats_url=nats_server.url,
         data_dir=tmp_path,
+        credentials_dir=tmp_path / "credentials",
+        jetstream_max_bytes=JETSTREAM_BYTES,
         web_port=0,
         subject_root=f"t{uuid.uuid4().hex[:12]}",
         ack_wait_s=2.0,
@@ -77,7 +125,11 @@ def settings(nats_server: NatsServer, tmp_path: Path) -> HubSettings:
         backoff_s=(0.2, 0.4),
         dedup_window_s=600.0,
         request_timeout_s=5.0,
+        ingest_rate=UNLIMITED_RATE,
+        ingest_burst=int(UNLIMITED_RATE),
     )
+    credentials_store(authority_dir, chosen, registry)
+    return chosen
 
 
 @asynccontextmanager
@@ -100,24 +152,58 @@ async def hub(settings: HubSettings, registry: Registry) -> AsyncIterator[Hub]:
 
 
 async def _delete_streams(settings: HubSettings) -> None:
-    """Keep the session's server small: drop this test's streams."""
-    client = await nats.connect(settings.nats_url or "")
+    """Keep the session's server small: drop this test's streams (as admin)."""
+    client = await connect_as(settings, ADMIN, label="test-cleanup")
     try:
         js = client.jetstream()
         for stream in settings.wire.streams:
-            await js.delete_stream(stream)
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(stream)
     finally:
         await client.close()
+
+
+class Orgs:
+    """Connections as organisations (or the hub's identities), each under its own credentials."""
+
+    def __init__(self, settings: HubSettings) -> None:
+        self.settings = settings
+        self._open: dict[str, Client] = {}
+
+    async def nc(self, name: str) -> Client:
+        """The connection of ``name`` (opened once)."""
+        if name not in self._open:
+            self._open[name] = await connect_as(
+                self.settings, name, label=f"test-{name}", attempts=5
+            )
+        return self._open[name]
+
+    async def publisher(self, org: str, **options: Any) -> Publisher:
+        """A publisher for ``org`` on its own connection."""
+        return Publisher(await self.nc(org), org, wire=self.settings.wire, **options)
+
+    async def close(self) -> None:
+        """Close every connection opened."""
+        for client in self._open.values():
+            await client.close()
+        self._open.clear()
+
+
+@asynccontextmanager
+async def acting_as(settings: HubSettings) -> AsyncIterator[Orgs]:
+    """Organisations' connections for the body's length."""
+    orgs = Orgs(settings)
+    try:
+        yield orgs
+    finally:
+        await orgs.close()
 
 
 @pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    """A client connection for publishers and recipients."""
-    client = await nats.connect(nats_server.url)
-    try:
-        yield client
-    finally:
-        await client.close()
+async def orgs(settings: HubSettings) -> AsyncIterator[Orgs]:
+    """Connections as the organisations of the test's hub."""
+    async with acting_as(settings) as opened:
+        yield opened
 
 
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from hub.config import HubSettings
+from hub.identity.sessions import connect_as
 from hub.ledger import EventRecord, ReceiptRecord
 from hub.service import Hub
 from hub.streams import read_stream
@@ -59,11 +59,13 @@ Handler = Callable[[Event, Delivery], Awaitable[None]]
 
 @asynccontextmanager
 async def receiving(
-    nc: Client, settings: HubSettings, orgs: list[str], handler: Handler | None = None
+    settings: HubSettings, orgs: list[str], handler: Handler | None = None
 ) -> AsyncIterator[dict[str, Inbox]]:
-    """Run the recipient SDK for each of ``orgs`` while the body runs; yields their inboxes."""
+    """Run the recipient SDK for each of ``orgs``, each on its own credentials, while the body
+    runs; yields their inboxes."""
     inboxes = {org: Inbox(org) for org in orgs}
     stop = asyncio.Event()
+    connections = {org: await connect_as(settings, org, label=f"test-{org}") for org in orgs}
 
     def recorder(inbox: Inbox) -> Handler:
         async def record(event: Event, delivery: Delivery) -> None:
@@ -73,14 +75,19 @@ async def receiving(
 
         return record
 
-    async with asyncio.TaskGroup() as tasks:
-        for org in orgs:
-            recipient = Recipient(nc, org, wire=settings.wire)  # retry delays: the hub's setting
-            tasks.create_task(recipient.run(recorder(inboxes[org]), stop))
-        try:
-            yield inboxes
-        finally:
-            stop.set()
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            for org in orgs:
+                # retry delays: the hub's setting, read from the consumer
+                recipient = Recipient(connections[org], org, wire=settings.wire)
+                tasks.create_task(recipient.run(recorder(inboxes[org]), stop))
+            try:
+                yield inboxes
+            finally:
+                stop.set()
+    finally:
+        for client in connections.values():
+            await client.close()
 
 
 async def stream_messages(js: JetStreamContext, stream: str) -> int:
@@ -137,6 +144,7 @@ async def run_hub(
         "HUB_NATS_URL": settings.nats_url or "",
         "HUB_SUBJECT_ROOT": settings.subject_root,
         "HUB_DATA_DIR": str(settings.data_dir),
+        "HUB_CREDENTIALS_DIR": str(settings.credentials_store),
         "HUB_WEB_PORT": "0",
         **env,
     }

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from nats.aio.client import Client
 
 from hub.config import HubSettings
 from hub.ledger import DeliveryState
@@ -16,7 +15,7 @@ from hub.samples import sample_event
 from hub.service import Hub
 from hub.timeliness import shanghai_day
 from schemas.envelope import EVENT_TYPES
-from subscribers.publisher import Publisher
+from tests.conftest import Orgs
 from tests.helpers import eventually, receiving, run_hub
 
 pytestmark = pytest.mark.connected
@@ -161,11 +160,11 @@ async def test_up_runs_the_demo_county_on_an_embedded_server(
 
 
 async def test_reports_and_rebuild_from_the_command_line(
-    hub: Hub, nc: Client, tmp_path: Path
+    hub: Hub, orgs: Orgs, tmp_path: Path
 ) -> None:
     event = sample_event("permit", "renqiu-scjg", datetime.now(UTC), recipients=("renqiu-chuan",))
-    accepted = await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(event)
-    async with receiving(nc, hub.settings, ["renqiu-chuan"]):
+    accepted = await (await orgs.publisher("renqiu-scjg")).publish(event)
+    async with receiving(hub.settings, ["renqiu-chuan"]):
         await eventually(lambda: _acknowledged(hub))
     day = shanghai_day(datetime.now(UTC)).isoformat()
 
@@ -250,4 +249,9 @@ async def test_up_with_a_three_node_cluster_replicates_the_streams(
         "node-1",
         "node-2",
         "node-3",
+        "routes-tls",  # the routes' CA and certificate: nodes verify each other
     ]
+    config = (tmp_path / "nats-cluster" / "node-1" / "nats-server.conf").read_text()
+    cluster = config[config.index("cluster {") :]
+    assert "verify: true" in cluster and "routes-tls/server.pem" in cluster
+    assert "operator: " in config  # authorization on every node

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from nats.aio.client import Client
 
 from hub.registry import OrgKind, Registry
 from hub.samples import sample_event
@@ -16,8 +15,8 @@ from hub.service import Hub
 from schemas.complaint_outcome import ComplaintOutcome
 from schemas.envelope import Event
 from schemas.statistics import Statistics
-from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery
+from tests.conftest import Orgs
 from tests.helpers import (
     eventually,
     fanned_out,
@@ -38,9 +37,9 @@ TOWNSHIP_KINDS = (OrgKind.TOWNSHIP, OrgKind.STREET)
 
 
 async def publish(
-    nc: Client, hub: Hub, category: str, source: str, n: int = 0, **envelope: Any
+    orgs: Orgs, hub: Hub, category: str, source: str, n: int = 0, **envelope: Any
 ) -> str:
-    accepted = await Publisher(nc, source, wire=hub.settings.wire).publish(
+    accepted = await (await orgs.publisher(source)).publish(
         sample_event(category, source, datetime.now(UTC), n, **envelope)
     )
     return f"{accepted.source}/{accepted.id}"
@@ -56,14 +55,14 @@ async def settled(hub: Hub, orgs: list[str]) -> bool:
 
 
 async def test_department_event_reaches_each_township_once_and_no_other_county(
-    hub: Hub, nc: Client, registry: Registry
+    hub: Hub, orgs: Orgs, registry: Registry
 ) -> None:
     townships = members(registry, "renqiu", *TOWNSHIP_KINDS)
     bystanders = members(registry, "renqiu", OrgKind.DEPARTMENT) + members(
         registry, "qingxian", *TOWNSHIP_KINDS
     )
-    async with receiving(nc, hub.settings, townships + bystanders) as inboxes:
-        key = await publish(nc, hub, "permit", "renqiu-scjg")
+    async with receiving(hub.settings, townships + bystanders) as inboxes:
+        key = await publish(orgs, hub, "permit", "renqiu-scjg")
         await eventually(lambda: settled(hub, townships + bystanders))
         await eventually(lambda: _receipts_reach(hub, len(townships)))
     assert len(townships) == 19
@@ -73,14 +72,14 @@ async def test_department_event_reaches_each_township_once_and_no_other_county(
 
 
 async def test_township_statistics_reach_its_county_departments(
-    hub: Hub, nc: Client, registry: Registry
+    hub: Hub, orgs: Orgs, registry: Registry
 ) -> None:
     departments = members(registry, "renqiu", OrgKind.DEPARTMENT)
     others = members(registry, "renqiu", *TOWNSHIP_KINDS) + members(
         registry, "qingxian", OrgKind.DEPARTMENT
     )
-    async with receiving(nc, hub.settings, departments + others) as inboxes:
-        key = await publish(nc, hub, "statistics", "renqiu-chuan")
+    async with receiving(hub.settings, departments + others) as inboxes:
+        key = await publish(orgs, hub, "statistics", "renqiu-chuan")
         await eventually(lambda: settled(hub, departments + others))
         await eventually(lambda: all(inboxes[d].keys for d in departments))
     assert {d: inboxes[d].keys for d in departments} == {d: [key] for d in departments}
@@ -91,12 +90,12 @@ async def test_township_statistics_reach_its_county_departments(
 
 
 async def test_targeted_event_reaches_only_its_targets(
-    hub: Hub, nc: Client, registry: Registry
+    hub: Hub, orgs: Orgs, registry: Registry
 ) -> None:
     targets = ["renqiu-qingta", "renqiu-chuan"]
     everyone = members(registry, "renqiu", *TOWNSHIP_KINDS, OrgKind.DEPARTMENT, OrgKind.GOVERNMENT)
-    async with receiving(nc, hub.settings, everyone) as inboxes:
-        key = await publish(nc, hub, "other", "renqiu-scjg", recipients=tuple(targets))
+    async with receiving(hub.settings, everyone) as inboxes:
+        key = await publish(orgs, hub, "other", "renqiu-scjg", recipients=tuple(targets))
         await eventually(lambda: all(inboxes[t].keys for t in targets))
         await eventually(lambda: settled(hub, everyone))
     assert {org for org in everyone if inboxes[org].keys} == set(targets)
@@ -104,11 +103,11 @@ async def test_targeted_event_reaches_only_its_targets(
 
 
 async def test_complainant_data_reaches_only_the_entitled_recipient(
-    hub: Hub, nc: Client, registry: Registry
+    hub: Hub, orgs: Orgs, registry: Registry
 ) -> None:
     departments = members(registry, "renqiu", OrgKind.DEPARTMENT)
-    async with receiving(nc, hub.settings, departments) as inboxes:
-        await publish(nc, hub, "complaint_outcome", "renqiu-chuan")
+    async with receiving(hub.settings, departments) as inboxes:
+        await publish(orgs, hub, "complaint_outcome", "renqiu-chuan")
         await eventually(lambda: all(inboxes[d].keys for d in departments))
     entitled_event, entitled_delivery = inboxes["renqiu-scjg"].events[0]
     assert isinstance(entitled_event.data, ComplaintOutcome) and not entitled_delivery.redacted
@@ -128,9 +127,9 @@ async def test_complainant_data_reaches_only_the_entitled_recipient(
 
 
 async def test_offline_recipient_receives_all_500_events_when_it_connects(
-    hub: Hub, nc: Client
+    hub: Hub, orgs: Orgs
 ) -> None:
-    pub = Publisher(nc, "renqiu-scjg", wire=hub.settings.wire)
+    pub = await orgs.publisher("renqiu-scjg")
     now = datetime.now(UTC)
     keys = []
     for n in range(500):
@@ -139,7 +138,7 @@ async def test_offline_recipient_receives_all_500_events_when_it_connects(
         )
         keys.append(f"{accepted.source}/{accepted.id}")
     await eventually(lambda: fanned_out(hub, "renqiu-beihan", 500), within=30)
-    async with receiving(nc, hub.settings, ["renqiu-beihan"]) as inboxes:
+    async with receiving(hub.settings, ["renqiu-beihan"]) as inboxes:
         await eventually(lambda: len(inboxes["renqiu-beihan"].keys) >= 500, within=30)
         await eventually(lambda: settled(hub, ["renqiu-beihan"]))
     assert inboxes["renqiu-beihan"].keys == keys  # all of them, once each, in publication order
@@ -150,7 +149,7 @@ async def _receipts_reach(hub: Hub, count: int) -> bool:
 
 
 async def test_failing_handler_is_retried_with_backoff_then_dead_lettered(
-    hub: Hub, nc: Client
+    hub: Hub, orgs: Orgs
 ) -> None:
     attempts: list[tuple[int, float]] = []
     loop = asyncio.get_running_loop()
@@ -159,8 +158,8 @@ async def test_failing_handler_is_retried_with_backoff_then_dead_lettered(
         attempts.append((delivery.attempt, loop.time()))
         raise RuntimeError("本地数据库不可用")
 
-    async with receiving(nc, hub.settings, ["renqiu-qingta"], handler=refuse):
-        await publish(nc, hub, "other", "renqiu-scjg", recipients=("renqiu-qingta",))
+    async with receiving(hub.settings, ["renqiu-qingta"], handler=refuse):
+        await publish(orgs, hub, "other", "renqiu-scjg", recipients=("renqiu-qingta",))
         await eventually(lambda: _receipts_reach(hub, 3), within=10)
         await eventually(lambda: settled(hub, ["renqiu-qingta"]))
     assert [a for a, _ in attempts] == [1, 2, 3]  # max_deliver = 3
@@ -175,7 +174,7 @@ async def test_failing_handler_is_retried_with_backoff_then_dead_lettered(
     assert {r.reason for r in found} == {"RuntimeError: 本地数据库不可用"}
 
 
-async def test_handler_that_recovers_is_acknowledged_once(hub: Hub, nc: Client) -> None:
+async def test_handler_that_recovers_is_acknowledged_once(hub: Hub, orgs: Orgs) -> None:
     calls = 0
 
     async def flaky(event: Event, delivery: Delivery) -> None:
@@ -184,8 +183,8 @@ async def test_handler_that_recovers_is_acknowledged_once(hub: Hub, nc: Client) 
         if calls == 1:
             raise ConnectionError("暂时断网")
 
-    async with receiving(nc, hub.settings, ["renqiu-qingta"], handler=flaky) as inboxes:
-        key = await publish(nc, hub, "other", "renqiu-scjg", recipients=("renqiu-qingta",))
+    async with receiving(hub.settings, ["renqiu-qingta"], handler=flaky) as inboxes:
+        key = await publish(orgs, hub, "other", "renqiu-scjg", recipients=("renqiu-qingta",))
         await eventually(lambda: _receipts_reach(hub, 2), within=10)
     assert inboxes["renqiu-qingta"].keys == [key] and calls == 2
     found = await receipts(hub.js, hub.settings)

@@ -21,25 +21,33 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 import pytest
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from hub.config import HubSettings
 from hub.errors import HubUnavailable
+from hub.identity import OPS
 from hub.ledger import DeliveryState, Ledger
 from hub.natsd import NatsCluster, NatsServer
 from hub.projection import rebuild
 from hub.reconcile import missing_events
-from hub.registry import OrgKind, Registry
+from hub.registry import OrgKind, Registry, load_registry
 from hub.samples import sample_event
 from hub.service import Hub, running_hub
 from hub.timeliness import shanghai_day
 from schemas.delivery import DeliveryBundle
 from schemas.envelope import DELIVERED, Event
-from subscribers.connection import connect
-from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery
-from tests.conftest import hub_running, run_seed
+from tests.conftest import (
+    JETSTREAM_BYTES,
+    UNLIMITED_RATE,
+    Orgs,
+    acting_as,
+    credentials_store,
+    hub_running,
+    run_seed,
+    secured_server,
+    trust_of,
+)
 from tests.helpers import eventually, fanned_out, receipts, receiving, scrape
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(600)]
@@ -56,23 +64,32 @@ def twenty_recipients(registry: Registry) -> list[str]:
     return [*townships, "renqiu-zjj"]
 
 
-def fault_settings(server: NatsServer, tmp_path: Path, **overrides: object) -> HubSettings:
+def fault_settings(
+    server: NatsServer | NatsCluster, tmp_path: Path, authority_dir: Path, **overrides: object
+) -> HubSettings:
+    """Settings for a test's own hub, with a credentials store of its own (every identity)."""
     base: dict[str, object] = {
         "nats_url": server.url,
         "data_dir": tmp_path,
+        "credentials_dir": tmp_path / "credentials",
+        "jetstream_max_bytes": JETSTREAM_BYTES,
         "ack_wait_s": 5.0,
         "max_deliver": 20,
         "backoff_s": (0.2, 0.5),
         "request_timeout_s": 2.0,
         "dedup_window_s": 3600.0,
         "web_port": 0,
+        "ingest_rate": UNLIMITED_RATE,
+        "ingest_burst": int(UNLIMITED_RATE),
     }
-    return HubSettings(**(base | overrides))  # type: ignore[arg-type]
+    settings = HubSettings(**(base | overrides))  # type: ignore[arg-type]
+    credentials_store(authority_dir, settings, load_registry())
+    return settings
 
 
 @asynccontextmanager
-async def own_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
+async def own_server(tmp_path: Path, authority_dir: Path) -> AsyncIterator[NatsServer]:
+    server = secured_server(tmp_path / "nats", authority_dir)
     await server.start()
     try:
         yield server
@@ -94,14 +111,14 @@ class Tally:
 
 
 async def publish_all(
-    nc: Client,
+    orgs: Orgs,
     settings: HubSettings,
     recipients: list[str],
     count: int,
     on_accepted: Callable[[int], Awaitable[None]],
 ) -> set[str]:
     """Publish ``count`` events, resending each until the hub accepts it (same id each time)."""
-    publisher = Publisher(nc, PUBLISHER, wire=settings.wire, timeout_s=2.0, retries=0)
+    publisher = await orgs.publisher(PUBLISHER, timeout_s=2.0, retries=0)
     accepted: set[str] = set()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(count):
@@ -135,11 +152,14 @@ class HubProcess:
             **os.environ,
             "HUB_NATS_URL": server.url,
             "HUB_DATA_DIR": str(tmp_path),
+            "HUB_CREDENTIALS_DIR": str(tmp_path / "credentials"),
             "HUB_LOG_LEVEL": "WARNING",
             "HUB_ACK_WAIT_S": "5",
             "HUB_REQUEST_TIMEOUT_S": "2",
             "HUB_DEDUP_WINDOW_S": "3600",
             "HUB_WEB_PORT": "0",
+            "HUB_INGEST_RATE": str(UNLIMITED_RATE),
+            "HUB_INGEST_BURST": str(int(UNLIMITED_RATE)),
         }
         self.process: asyncio.subprocess.Process | None = None
 
@@ -170,7 +190,10 @@ async def hub_process(server: NatsServer, tmp_path: Path) -> AsyncIterator[HubPr
 
 
 async def crash_scenario(
-    tmp_path: Path, registry: Registry, crash: Callable[[NatsServer, HubProcess], Awaitable[None]]
+    tmp_path: Path,
+    authority_dir: Path,
+    registry: Registry,
+    crash: Callable[[NatsServer, HubProcess], Awaitable[None]],
 ) -> None:
     """10,000 events to 20 recipients; ``crash`` strikes once at a random point."""
     crash_at = random.Random(run_seed()).randint(EVENTS // 10, EVENTS * 9 // 10)
@@ -178,20 +201,20 @@ async def crash_scenario(
     recipients = twenty_recipients(registry)
     tally = Tally()
     crashed = asyncio.Event()
-    async with own_server(tmp_path) as server, hub_process(server, tmp_path) as hub:
-        settings = fault_settings(server, tmp_path)
+    async with own_server(tmp_path, authority_dir) as server:
+        settings = fault_settings(server, tmp_path, authority_dir)
+        async with hub_process(server, tmp_path) as hub, acting_as(settings) as orgs:
 
-        async def maybe_crash(accepted: int) -> None:
-            if accepted >= crash_at and not crashed.is_set():
-                crashed.set()
-                await crash(server, hub)
+            async def maybe_crash(accepted: int) -> None:
+                if accepted >= crash_at and not crashed.is_set():
+                    crashed.set()
+                    await crash(server, hub)
 
-        nc = await connect(server.url, name="fault-test")
-        try:
-            await eventually(lambda: _hub_is_up(nc, settings, recipients), within=30)
-            async with receiving(nc, settings, recipients, handler=tally.handle):
+            ops = (await orgs.nc(OPS)).jetstream()
+            await eventually(lambda: _hub_is_up(ops, settings, recipients), within=30)
+            async with receiving(settings, recipients, handler=tally.handle):
                 keys = await asyncio.wait_for(
-                    publish_all(nc, settings, recipients, EVENTS, maybe_crash), timeout=300
+                    publish_all(orgs, settings, recipients, EVENTS, maybe_crash), timeout=300
                 )
                 await eventually(lambda: tally.complete(keys, recipients), within=300)
             pairs = {(k, org) for k in keys for org in recipients}
@@ -201,14 +224,12 @@ async def crash_scenario(
                 live = await ledger.dump()
             acknowledged = {
                 (r.event_key, r.recipient)
-                for r in await receipts(nc.jetstream(), settings)
+                for r in await receipts(ops, settings)
                 if r.status == "acknowledged"
             }
             async with Ledger.open(f"sqlite:///{tmp_path / 'rebuilt.sqlite3'}") as rebuilt:
-                await rebuild(nc.jetstream(), settings.wire, rebuilt)
+                await rebuild(ops, settings.wire, rebuilt)
                 replayed = await rebuilt.dump()
-        finally:
-            await nc.close()
     assert crashed.is_set()
     assert len(keys) == EVENTS
     assert set(tally.seen) == pairs  # 0 lost
@@ -218,24 +239,24 @@ async def crash_scenario(
 
 
 async def test_killing_the_broker_mid_stream_loses_no_accepted_event(
-    tmp_path: Path, registry: Registry
+    tmp_path: Path, authority_dir: Path, registry: Registry
 ) -> None:
     async def kill_broker(server: NatsServer, hub: HubProcess) -> None:
         await server.kill()  # kill -9
         await asyncio.sleep(0.5)
         await server.start()  # same port, same store
 
-    await crash_scenario(tmp_path, registry, kill_broker)
+    await crash_scenario(tmp_path, authority_dir, registry, kill_broker)
 
 
 async def test_killing_the_hub_process_mid_stream_loses_no_accepted_event(
-    tmp_path: Path, registry: Registry
+    tmp_path: Path, authority_dir: Path, registry: Registry
 ) -> None:
     async def kill_hub(server: NatsServer, hub: HubProcess) -> None:
         await hub.kill()  # kill -9
         await hub.start()
 
-    await crash_scenario(tmp_path, registry, kill_hub)
+    await crash_scenario(tmp_path, authority_dir, registry, kill_hub)
 
 
 def ledger_differences(
@@ -261,9 +282,8 @@ async def _all_acknowledged(ledger: Ledger, pairs: int) -> bool:
     return await ledger.counts() == {DeliveryState.ACKNOWLEDGED: pairs}
 
 
-async def _hub_is_up(nc: Client, settings: HubSettings, recipients: list[str]) -> bool:
+async def _hub_is_up(js: JetStreamContext, settings: HubSettings, recipients: list[str]) -> bool:
     """The hub has created every recipient's consumer."""
-    js = nc.jetstream()
     try:
         for org in recipients:
             await js.consumer_info(
@@ -275,42 +295,35 @@ async def _hub_is_up(nc: Client, settings: HubSettings, recipients: list[str]) -
 
 
 async def test_a_subscriber_that_dies_before_acknowledging_ends_in_the_dead_letters(
-    nats_server: NatsServer, tmp_path: Path, registry: Registry
+    nats_server: NatsServer, tmp_path: Path, authority_dir: Path, registry: Registry
 ) -> None:
     """Received three times, never acknowledged: the advisory becomes a dead-letter receipt."""
     settings = fault_settings(
-        nats_server, tmp_path, ack_wait_s=0.5, max_deliver=3, subject_root="tdead"
+        nats_server, tmp_path, authority_dir, ack_wait_s=0.5, max_deliver=3, subject_root="tdead"
     )
-    async with hub_running(settings, registry) as hub:
-        nc = await connect(nats_server.url, name="dying-subscriber")
-        try:
-            event = sample_event(
-                "other", PUBLISHER, datetime.now(UTC), recipients=("renqiu-qingta",)
-            )
-            accepted = await Publisher(nc, PUBLISHER, wire=settings.wire).publish(event)
-            key = f"{accepted.source}/{accepted.id}"
-            sub = await nc.jetstream().pull_subscribe_bind(
-                durable=settings.wire.delivery_consumer("renqiu-qingta"),
-                stream=settings.wire.deliveries_stream,
-            )
-            held = []
-            for _ in range(3):  # it receives the event and dies before acknowledging, three times
-                (msg,) = await sub.fetch(1, timeout=10)
-                held.append(msg.metadata.num_delivered)
-            with pytest.raises(nats.errors.TimeoutError):
-                await sub.fetch(1, timeout=1.5)  # the consumer has given up on it
-            await eventually(lambda: _dead_lettered(hub, key), within=10)
-            (row,) = [
-                r
-                for r in await hub.ledger.pairs(day_from=_day(), day_to=_day())
-                if r.event_key == key
-            ]
-            copy = await hub.js.get_msg(
-                settings.wire.deliveries_stream,
-                subject=settings.wire.deliver("renqiu-qingta"),
-            )
-        finally:
-            await nc.close()
+    async with hub_running(settings, registry) as hub, acting_as(settings) as orgs:
+        event = sample_event("other", PUBLISHER, datetime.now(UTC), recipients=("renqiu-qingta",))
+        accepted = await (await orgs.publisher(PUBLISHER)).publish(event)
+        key = f"{accepted.source}/{accepted.id}"
+        dying = await orgs.nc("renqiu-qingta")
+        sub = await dying.jetstream().pull_subscribe_bind(
+            durable=settings.wire.delivery_consumer("renqiu-qingta"),
+            stream=settings.wire.deliveries_stream,
+        )
+        held = []
+        for _ in range(3):  # it receives the event and dies before acknowledging, three times
+            (msg,) = await sub.fetch(1, timeout=10)
+            held.append(msg.metadata.num_delivered)
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.fetch(1, timeout=1.5)  # the consumer has given up on it
+        await eventually(lambda: _dead_lettered(hub, key), within=10)
+        (row,) = [
+            r for r in await hub.ledger.pairs(day_from=_day(), day_to=_day()) if r.event_key == key
+        ]
+        copy = await hub.js.get_msg(
+            settings.wire.deliveries_stream,
+            subject=settings.wire.deliver("renqiu-qingta"),
+        )
     assert held == [1, 2, 3]
     assert (row.state, row.attempts) == ("dead_lettered", 3)
     assert row.reason is not None and "3 次投递内均未签收" in row.reason
@@ -328,9 +341,9 @@ def _day() -> date:
 
 
 async def test_a_recipient_offline_for_a_day_catches_up_5000_events_in_order(
-    hub: Hub, nc: Client
+    hub: Hub, orgs: Orgs
 ) -> None:
-    publisher = Publisher(nc, PUBLISHER, wire=hub.settings.wire)
+    publisher = await orgs.publisher(PUBLISHER)
     now = datetime.now(UTC)
     order: dict[int, str] = {}
 
@@ -342,29 +355,23 @@ async def test_a_recipient_offline_for_a_day_catches_up_5000_events_in_order(
     for start in range(0, 5000, 50):
         await asyncio.gather(*(publish(n) for n in range(start, start + 50)))
     await eventually(lambda: fanned_out(hub, "renqiu-yucun", 5000), within=60)
-    async with receiving(nc, hub.settings, ["renqiu-yucun"]) as inboxes:
+    async with receiving(hub.settings, ["renqiu-yucun"]) as inboxes:
         await eventually(lambda: len(inboxes["renqiu-yucun"].keys) >= 5000, within=120)
     assert inboxes["renqiu-yucun"].keys == [order[seq] for seq in sorted(order)]
 
 
 async def test_a_truncated_stream_file_is_reported_event_by_event(
-    tmp_path: Path, registry: Registry
+    tmp_path: Path, authority_dir: Path, registry: Registry
 ) -> None:
-    async with own_server(tmp_path) as server:
-        settings = fault_settings(server, tmp_path)
+    async with own_server(tmp_path, authority_dir) as server:
+        settings = fault_settings(server, tmp_path, authority_dir)
         keys: dict[int, str] = {}
-        async with running_hub(settings, registry) as hub:  # its own server: streams stay
-            nc = await connect(server.url, name="damage-test")
-            try:
-                publisher = Publisher(nc, PUBLISHER, wire=settings.wire)
-                now = datetime.now(UTC)
-                for n in range(60):
-                    accepted = await publisher.publish(
-                        sample_event("law_change", PUBLISHER, now, n)
-                    )
-                    keys[accepted.seq] = f"{accepted.source}/{accepted.id}"
-            finally:
-                await nc.close()
+        async with running_hub(settings, registry) as hub, acting_as(settings) as orgs:
+            publisher = await orgs.publisher(PUBLISHER)
+            now = datetime.now(UTC)
+            for n in range(60):
+                accepted = await publisher.publish(sample_event("law_change", PUBLISHER, now, n))
+                keys[accepted.seq] = f"{accepted.source}/{accepted.id}"
             await eventually(lambda: _ledger_knows(hub, 60), within=20)
         await server.stop()
         (block,) = (server.store_dir / "jetstream").glob(
@@ -374,18 +381,12 @@ async def test_a_truncated_stream_file_is_reported_event_by_event(
             block.read_bytes()[: block.stat().st_size * 2 // 3]
         )  # the disk lost the tail
         await server.start()
-        async with Ledger.open(settings.ledger_database) as ledger:
-            nc = await connect(server.url, name="damage-check")
-            try:
-                js = nc.jetstream()
-                lost = {
-                    keys[seq]
-                    for seq in keys
-                    if not await _still_stored(js, settings, seq, keys[seq])
-                }
-                reported = await missing_events(js, settings.wire, ledger)
-            finally:
-                await nc.close()
+        async with Ledger.open(settings.ledger_database) as ledger, acting_as(settings) as orgs:
+            js = (await orgs.nc(OPS)).jetstream()
+            lost = {
+                keys[seq] for seq in keys if not await _still_stored(js, settings, seq, keys[seq])
+            }
+            reported = await missing_events(js, settings.wire, ledger)
         async with running_hub(settings, registry) as restarted:  # ops see it too
             await eventually(lambda: restarted.store_check.missing is not None, within=30)
             ops = (await scrape(restarted, "/api/ops")).json()["store_check"]
@@ -422,19 +423,22 @@ async def _still_stored(js: JetStreamContext, settings: HubSettings, seq: int, k
 
 
 async def test_killing_the_stream_leader_of_a_three_node_cluster_loses_no_accepted_event(
-    tmp_path: Path, registry: Registry
+    tmp_path: Path, authority_dir: Path, registry: Registry
 ) -> None:
     recipients = twenty_recipients(registry)
     tally = Tally()
-    async with NatsCluster(tmp_path / "cluster") as cluster:
-        settings = fault_settings(cluster.nodes[0], tmp_path, replicas=3)
-        settings = settings.model_copy(update={"nats_url": cluster.url})
+    cluster = NatsCluster(
+        tmp_path / "cluster", trust=trust_of(authority_dir), max_store_bytes=JETSTREAM_BYTES
+    )
+    async with cluster:
+        settings = fault_settings(cluster, tmp_path, authority_dir, replicas=3)
         killed: list[str] = []
         for node in cluster.nodes:  # every node fsyncs before it acknowledges
             assert (await node.varz())["jetstream"]["config"]["sync_always"] is True
-        async with running_hub(settings, registry) as hub:  # its own server: streams stay
-            nc = await connect(cluster.url, name="cluster-test")
-
+        async with (
+            running_hub(settings, registry) as hub,  # its own server: streams stay
+            acting_as(settings) as orgs,
+        ):
             striking = asyncio.Event()
 
             async def kill_leader(accepted: int) -> None:
@@ -444,19 +448,16 @@ async def test_killing_the_stream_leader_of_a_three_node_cluster_loses_no_accept
                     killed.append(info.cluster.leader or "" if info.cluster else "")
                     await cluster.node(killed[0]).kill()  # kill -9 the events stream's leader
 
-            try:
-                async with receiving(nc, settings, recipients, handler=tally.handle):
-                    keys = await asyncio.wait_for(
-                        publish_all(nc, settings, recipients, 1500, kill_leader), timeout=300
-                    )
-                    await eventually(lambda: tally.complete(keys, recipients), within=300)
-                info = await hub.js.stream_info(settings.wire.events_stream)
-                replicas = {
-                    name: (await hub.js.stream_info(name)).config.num_replicas
-                    for name in settings.wire.streams
-                }
-            finally:
-                await nc.close()
+            async with receiving(settings, recipients, handler=tally.handle):
+                keys = await asyncio.wait_for(
+                    publish_all(orgs, settings, recipients, 1500, kill_leader), timeout=300
+                )
+                await eventually(lambda: tally.complete(keys, recipients), within=300)
+            info = await hub.js.stream_info(settings.wire.events_stream)
+            replicas = {
+                name: (await hub.js.stream_info(name)).config.num_replicas
+                for name in settings.wire.streams
+            }
     assert killed and killed[0].startswith("hub-nats-")
     assert info.cluster is not None and info.cluster.leader != killed[0]  # a new leader took over
     assert replicas == dict.fromkeys(settings.wire.streams, 3)  # events, deliveries, receipts, …

@@ -29,14 +29,15 @@ from stdnum.cn import uscc
 from hub.config import HubSettings
 from hub.envelope import load_quarantine, parse_event
 from hub.errors import EventRejected
+from hub.identity import ADMIN
+from hub.identity.sessions import connect_as
 from hub.natsd import NatsServer
 from hub.registry import Registry
 from hub.routing import recipients_for
 from hub.samples import PAYLOADS, sample_event
 from hub.service import running_hub
 from schemas.replies import REPLY_ADAPTER, Accepted, Rejected
-from subscribers.connection import connect
-from tests.conftest import run_seed
+from tests.conftest import JETSTREAM_BYTES, UNLIMITED_RATE, credentials_store, run_seed
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(900)]
 
@@ -66,7 +67,7 @@ class BackgroundHub:
 
     async def _start(self) -> None:
         self.hub = await self.stack.enter_async_context(running_hub(self.settings, self.registry))
-        self.nc = await connect(self.settings.nats_url or "", name="fuzz")
+        self.nc = await connect_as(self.settings, PUBLISHER, label="fuzz")
         self.stack.push_async_callback(self.nc.close)
 
     def __exit__(self, *exc: object) -> None:
@@ -234,24 +235,33 @@ def _leaves(node: object, key: str = "") -> Iterator[tuple[str, object]]:
 
 @pytest.fixture
 def background_hub(
-    nats_server: NatsServer, registry: Registry, tmp_path: Any
+    nats_server: NatsServer, registry: Registry, tmp_path: Any, authority_dir: Any
 ) -> Iterator[BackgroundHub]:
     fuzz_settings = HubSettings(
         nats_url=nats_server.url,
         data_dir=tmp_path,
+        credentials_dir=tmp_path / "credentials",
+        jetstream_max_bytes=JETSTREAM_BYTES,
         subject_root="tfuzz",
         max_event_bytes=MAX_BYTES,
         dedup_window_s=600.0,
         web_port=0,
+        ingest_rate=UNLIMITED_RATE,  # one publisher sends 10,000 inputs as fast as it can
+        ingest_burst=int(UNLIMITED_RATE),
     )
+    credentials_store(authority_dir, fuzz_settings, registry)
     with BackgroundHub(fuzz_settings, registry) as hub:
         yield hub
         hub.call(_drop_streams(hub))
 
 
 async def _drop_streams(hub: BackgroundHub) -> None:
-    for stream in hub.settings.wire.streams:
-        await hub.hub.js.delete_stream(stream)
+    admin = await connect_as(hub.settings, ADMIN, label="fuzz-cleanup")
+    try:
+        for stream in hub.settings.wire.streams:
+            await admin.jetstream().delete_stream(stream)
+    finally:
+        await admin.close()
 
 
 def test_every_generated_input_is_accepted_valid_or_rejected_with_reasons_and_kept(

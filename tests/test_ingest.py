@@ -6,29 +6,29 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from nats.aio.client import Client
 
 from hub.envelope import load_quarantine
 from hub.errors import EventRejected
 from hub.samples import sample_event
 from hub.service import Hub
 from subscribers.publisher import Publisher
+from tests.conftest import Orgs
 from tests.helpers import stream_messages
 
 pytestmark = pytest.mark.connected
 
 
-def publisher(nc: Client, hub: Hub, org: str) -> Publisher:
-    return Publisher(nc, org, wire=hub.settings.wire, timeout_s=5.0, retries=0)
+async def publisher(orgs: Orgs, hub: Hub, org: str) -> Publisher:
+    return await orgs.publisher(org, timeout_s=5.0, retries=0)
 
 
 async def test_invalid_payload_is_rejected_naming_the_field_and_found_in_quarantine(
-    hub: Hub, nc: Client
+    hub: Hub, orgs: Orgs
 ) -> None:
     event = sample_event("permit", "renqiu-scjg", datetime.now(UTC))
     event["data"]["entity_uscc"] = "91130982MA0D4XXK3Y"
     with pytest.raises(EventRejected) as caught:
-        await publisher(nc, hub, "renqiu-scjg").publish(event)
+        await (await publisher(orgs, hub, "renqiu-scjg")).publish(event)
     (error,) = caught.value.errors
     assert error.field == "data.entity_uscc" and error.rule == "uscc_check_character"
 
@@ -41,37 +41,37 @@ async def test_invalid_payload_is_rejected_naming_the_field_and_found_in_quarant
     assert await stream_messages(hub.js, wire.events_stream) == 0
 
 
-async def test_garbage_bytes_are_rejected_and_kept_byte_for_byte(hub: Hub, nc: Client) -> None:
+async def test_garbage_bytes_are_rejected_and_kept_byte_for_byte(hub: Hub, orgs: Orgs) -> None:
     garbage = b"\x00\xff\xfe{{{ not an event"
     with pytest.raises(EventRejected) as caught:
-        await publisher(nc, hub, "renqiu-scjg").publish(garbage)
+        await (await publisher(orgs, hub, "renqiu-scjg")).publish(garbage)
     assert caught.value.errors[0].rule == "json_invalid"
     kept = await hub.js.get_msg(hub.settings.wire.quarantine_stream, caught.value.quarantine_seq)
     assert load_quarantine(kept.subject or "", kept.data or b"", kept.headers)["raw"] == garbage
 
 
-async def test_same_event_id_published_twice_is_stored_once(hub: Hub, nc: Client) -> None:
+async def test_same_event_id_published_twice_is_stored_once(hub: Hub, orgs: Orgs) -> None:
     event = sample_event("permit", "renqiu-scjg", datetime.now(UTC))
-    first = await publisher(nc, hub, "renqiu-scjg").publish(event)
-    second = await publisher(nc, hub, "renqiu-scjg").publish(event)
+    first = await (await publisher(orgs, hub, "renqiu-scjg")).publish(event)
+    second = await (await publisher(orgs, hub, "renqiu-scjg")).publish(event)
     assert (first.duplicate, second.duplicate) == (False, True)
     assert second.seq == first.seq
     assert await stream_messages(hub.js, hub.settings.wire.events_stream) == 1
 
 
-async def test_same_id_from_two_publishers_is_two_events(hub: Hub, nc: Client) -> None:
+async def test_same_id_from_two_publishers_is_two_events(hub: Hub, orgs: Orgs) -> None:
     now = datetime.now(UTC)
-    a = await publisher(nc, hub, "renqiu-scjg").publish(
+    a = await (await publisher(orgs, hub, "renqiu-scjg")).publish(
         sample_event("permit", "renqiu-scjg", now, event_id="2025-001")
     )
-    b = await publisher(nc, hub, "renqiu-zjj").publish(
+    b = await (await publisher(orgs, hub, "renqiu-zjj")).publish(
         sample_event("permit", "renqiu-zjj", now, event_id="2025-001")
     )
     assert not a.duplicate and not b.duplicate and a.seq != b.seq
 
 
-async def test_hub_keeps_serving_after_a_burst_of_bad_input(hub: Hub, nc: Client) -> None:
-    pub = publisher(nc, hub, "renqiu-scjg")
+async def test_hub_keeps_serving_after_a_burst_of_bad_input(hub: Hub, orgs: Orgs) -> None:
+    pub = await publisher(orgs, hub, "renqiu-scjg")
     for bad in (
         b"",
         b"null",
@@ -86,8 +86,8 @@ async def test_hub_keeps_serving_after_a_burst_of_bad_input(hub: Hub, nc: Client
     assert await stream_messages(hub.js, hub.settings.wire.quarantine_stream) == 5
 
 
-async def test_accepted_reply_comes_after_the_event_is_in_the_stream(hub: Hub, nc: Client) -> None:
-    accepted = await publisher(nc, hub, "renqiu-chuan").publish(
+async def test_accepted_reply_comes_after_the_event_is_in_the_stream(hub: Hub, orgs: Orgs) -> None:
+    accepted = await (await publisher(orgs, hub, "renqiu-chuan")).publish(
         sample_event("statistics", "renqiu-chuan", datetime.now(UTC))
     )
     stored = await hub.js.get_msg(hub.settings.wire.events_stream, accepted.seq)

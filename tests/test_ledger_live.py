@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from nats.aio.client import Client
 
 from hub.config import HubSettings
 from hub.ledger import DeliveryRow, Ledger
@@ -25,9 +24,8 @@ from hub.timeliness import end_of_day, shanghai_day
 from schemas.envelope import Event
 from schemas.receipt import Receipt
 from schemas.shanghai import SHANGHAI
-from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery
-from tests.conftest import BACKENDS, hub_running, open_ledger
+from tests.conftest import BACKENDS, Orgs, hub_running, open_ledger
 from tests.helpers import eventually, receiving
 
 pytestmark = pytest.mark.connected
@@ -45,9 +43,8 @@ class Scenario:
     day: date  # the Shanghai day the events were formed
 
 
-async def run_scenario(nc: Client, hub: Hub, registry: Registry) -> Scenario:
+async def run_scenario(orgs: Orgs, hub: Hub, registry: Registry) -> Scenario:
     """Departments and townships publish; one recipient is offline, one flaky, one broken."""
-    wire = hub.settings.wire
     now = datetime.now(UTC)
     plan = [
         ("permit", "renqiu-scjg", {}),
@@ -58,7 +55,7 @@ async def run_scenario(nc: Client, hub: Hub, registry: Registry) -> Scenario:
     ]
     keys, pairs = [], Counter[str]()
     for n, (category, source, envelope) in enumerate(plan):
-        accepted = await Publisher(nc, source, wire=wire).publish(
+        accepted = await (await orgs.publisher(source)).publish(
             sample_event(category, source, now, n, **envelope)
         )
         keys.append(f"{accepted.source}/{accepted.id}")
@@ -82,7 +79,7 @@ async def run_scenario(nc: Client, hub: Hub, registry: Registry) -> Scenario:
         "dead_lettered": 1,
         "pending": pairs[OFFLINE],
     }
-    async with receiving(nc, hub.settings, online, handler=handle):
+    async with receiving(hub.settings, online, handler=handle):
         await eventually(lambda: _counts_are(hub.ledger, expected), within=20)
     return Scenario(keys, expected, poisoned, shanghai_day(now))
 
@@ -101,9 +98,9 @@ async def ledger_hub(
 
 
 async def test_live_ledger_records_every_pair_and_a_rebuild_gives_the_same_rows(
-    ledger_hub: Hub, nc: Client, registry: Registry, tmp_path: Path
+    ledger_hub: Hub, orgs: Orgs, registry: Registry, tmp_path: Path
 ) -> None:
-    scenario = await run_scenario(nc, ledger_hub, registry)
+    scenario = await run_scenario(orgs, ledger_hub, registry)
     live = await ledger_hub.ledger.dump()
     events, pairs = live
     assert len(events) == len(scenario.keys)
@@ -116,9 +113,9 @@ async def test_live_ledger_records_every_pair_and_a_rebuild_gives_the_same_rows(
 
 
 async def test_flaky_and_broken_recipients_are_recorded_truthfully(
-    ledger_hub: Hub, nc: Client, registry: Registry
+    ledger_hub: Hub, orgs: Orgs, registry: Registry
 ) -> None:
-    scenario = await run_scenario(nc, ledger_hub, registry)
+    scenario = await run_scenario(orgs, ledger_hub, registry)
     day = scenario.day
     rows = await ledger_hub.ledger.pairs(day_from=day, day_to=day)
     flaky = [r for r in rows if r.recipient == FLAKY]
@@ -136,11 +133,11 @@ async def test_flaky_and_broken_recipients_are_recorded_truthfully(
 
 @pytest.mark.parametrize("live_backend", BACKENDS)
 async def test_the_same_scenario_gives_identical_reports_on_sqlite_and_postgresql(
-    live_backend: str, settings: HubSettings, registry: Registry, nc: Client, tmp_path: Path
+    live_backend: str, settings: HubSettings, registry: Registry, orgs: Orgs, tmp_path: Path
 ) -> None:
     async with open_ledger(live_backend, tmp_path, "live") as ledger:
         async with hub_running(settings, registry, ledger=ledger) as hub:
-            day = (await run_scenario(nc, hub, registry)).day
+            day = (await run_scenario(orgs, hub, registry)).day
             reports = {}
             for backend in BACKENDS:
                 async with open_ledger(backend, tmp_path, f"copy-{backend}") as copy:
@@ -165,7 +162,7 @@ async def _reports(ledger: Ledger, registry: Registry, day: date) -> list[str]:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_recipient_offline_all_day_catches_up_next_morning_all_late(
-    backend: str, settings: HubSettings, registry: Registry, nc: Client, tmp_path: Path
+    backend: str, settings: HubSettings, registry: Registry, orgs: Orgs, tmp_path: Path
 ) -> None:
     yesterday = datetime.now(SHANGHAI).date() - timedelta(days=1)
     opened = datetime.combine(yesterday, datetime.min.time(), SHANGHAI) + timedelta(hours=10)
@@ -181,13 +178,13 @@ async def test_recipient_offline_all_day_catches_up_next_morning_all_late(
     async with open_ledger(backend, tmp_path) as ledger:
         options = {"ledger": ledger, "clock": clock, "receipt_time": receipt_time}
         async with hub_running(settings, registry, **options):
-            publisher = Publisher(nc, "renqiu-scjg", wire=settings.wire)
+            publisher = await orgs.publisher("renqiu-scjg")
             formed = opened - timedelta(minutes=5)
             for n in range(40):
                 event = sample_event("permit", "renqiu-scjg", formed, n, recipients=(OFFLINE,))
                 await publisher.publish(event)
             await eventually(lambda: _counts_are(ledger, {"pending": 40}))
-            async with receiving(nc, settings, [OFFLINE]):
+            async with receiving(settings, [OFFLINE]):
                 await eventually(lambda: _counts_are(ledger, {"acknowledged": 40}), within=20)
         later = next_morning + timedelta(hours=1)
         report = await daily_report(ledger, registry, yesterday, now=later)
@@ -210,13 +207,13 @@ async def test_recipient_offline_all_day_catches_up_next_morning_all_late(
 
 
 async def test_the_ledger_can_be_kept_by_a_process_of_its_own(
-    settings: HubSettings, registry: Registry, nc: Client, tmp_path: Path
+    settings: HubSettings, registry: Registry, orgs: Orgs, tmp_path: Path
 ) -> None:
     split = settings.model_copy(update={"project_ledger": False})
     async with hub_running(split, registry) as hub:
         event = sample_event("other", "renqiu-scjg", datetime.now(UTC), recipients=(FLAKY,))
-        accepted = await Publisher(nc, "renqiu-scjg", wire=split.wire).publish(event)
-        async with receiving(nc, split, [FLAKY]) as inboxes:
+        accepted = await (await orgs.publisher("renqiu-scjg")).publish(event)
+        async with receiving(split, [FLAKY]) as inboxes:
             await eventually(lambda: len(inboxes[FLAKY].keys) == 1)
         assert await hub.ledger.counts() == {}  # this hub keeps no ledger
         stop = asyncio.Event()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from faststream.specification import AsyncAPI
-from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.asyncapi import specification
@@ -19,8 +18,7 @@ from hub.ops import ops_snapshot
 from hub.registry import Registry
 from hub.samples import sample_event
 from hub.service import Hub
-from subscribers.publisher import Publisher
-from tests.conftest import hub_running
+from tests.conftest import Orgs, hub_running
 from tests.helpers import event, eventually, receipt, receiving, run_hub, scrape
 
 pytestmark = pytest.mark.connected
@@ -43,15 +41,15 @@ async def _ledger_counts(hub: Hub, expected: dict[str, int]) -> bool:
 
 
 async def test_backlog_gauge_is_publications_times_recipients_minus_acknowledgements(
-    hub: Hub, nc: Client
+    hub: Hub, orgs: Orgs
 ) -> None:
-    publisher = Publisher(nc, "renqiu-scjg", wire=hub.settings.wire)
+    publisher = await orgs.publisher("renqiu-scjg")
     n, m = 5, len(TARGETS)
     for i in range(n):
         await publisher.publish(
             sample_event("other", "renqiu-scjg", datetime.now(UTC), i, recipients=TARGETS)
         )
-    async with receiving(nc, hub.settings, ONLINE):
+    async with receiving(hub.settings, ONLINE):
         k = n * len(ONLINE)
         await eventually(
             lambda: _ledger_counts(hub, {"acknowledged": k, "pending": n * m - k}), within=20
@@ -68,10 +66,10 @@ async def test_backlog_gauge_is_publications_times_recipients_minus_acknowledgem
     assert samples(text, "hub_oldest_pending_age_seconds")[(("recipient", "renqiu-yucun"),)] > 0
 
 
-async def test_rejections_are_counted_by_the_rule_they_broke(hub: Hub, nc: Client) -> None:
+async def test_rejections_are_counted_by_the_rule_they_broke(hub: Hub, orgs: Orgs) -> None:
     bad = sample_event("permit", "renqiu-scjg", datetime.now(UTC))
     bad["data"]["entity_uscc"] = "91130982MA0D4XXK3Y"
-    reply = await nc.request(
+    reply = await (await orgs.nc("renqiu-scjg")).request(
         hub.settings.wire.ingest("renqiu-scjg"), json.dumps(bad).encode(), timeout=5
     )
     assert b"rejected" in reply.data
@@ -79,9 +77,9 @@ async def test_rejections_are_counted_by_the_rule_they_broke(hub: Hub, nc: Clien
     assert rejected == {(("publisher", "renqiu-scjg"), ("rule", "uscc_check_character")): 1}
 
 
-async def test_faststream_reports_its_own_message_metrics(hub: Hub, nc: Client) -> None:
+async def test_faststream_reports_its_own_message_metrics(hub: Hub, orgs: Orgs) -> None:
     event = sample_event("other", "renqiu-scjg", datetime.now(UTC), recipients=("renqiu-chuan",))
-    await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(event)
+    await (await orgs.publisher("renqiu-scjg")).publish(event)
     text = (await scrape(hub)).text
     assert "faststream_received_messages_total" in text
 
@@ -127,9 +125,9 @@ async def test_a_recipient_offline_in_the_evening_is_at_risk(
     assert evening.day == date(2025, 9, 30)
 
 
-async def test_ops_data_filters_by_county_and_category(hub: Hub, nc: Client) -> None:
+async def test_ops_data_filters_by_county_and_category(hub: Hub, orgs: Orgs) -> None:
     event_ = sample_event("other", "renqiu-scjg", datetime.now(UTC), recipients=("renqiu-beihan",))
-    await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(event_)
+    await (await orgs.publisher("renqiu-scjg")).publish(event_)
     await eventually(lambda: _ledger_counts(hub, {"pending": 1}))
     renqiu = (await scrape(hub, "/api/ops?county=renqiu")).json()
     qingxian = (await scrape(hub, "/api/ops?county=qingxian")).json()
@@ -141,11 +139,11 @@ async def test_ops_data_filters_by_county_and_category(hub: Hub, nc: Client) -> 
     assert {c["id"] for c in renqiu["categories"]} >= {"permit", "other"}
 
 
-async def test_hub_lag_prints_the_backlog_of_each_organisation(hub: Hub, nc: Client) -> None:
+async def test_hub_lag_prints_the_backlog_of_each_organisation(hub: Hub, orgs: Orgs) -> None:
     event_ = sample_event(
         "other", "renqiu-scjg", datetime.now(UTC), recipients=("renqiu-beihan", "renqiu-yucun")
     )
-    await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(event_)
+    await (await orgs.publisher("renqiu-scjg")).publish(event_)
     await eventually(lambda: _ledger_counts(hub, {"pending": 2}))
     code, out, err = await run_hub(hub.settings, "lag")
     assert code == 0, err
@@ -153,10 +151,10 @@ async def test_hub_lag_prints_the_backlog_of_each_organisation(hub: Hub, nc: Cli
     assert "合计待签收 2 件" in out
 
 
-async def test_hub_lag_with_nothing_waiting_says_so_and_shows_the_day(hub: Hub, nc: Client) -> None:
+async def test_hub_lag_with_nothing_waiting_says_so_and_shows_the_day(hub: Hub, orgs: Orgs) -> None:
     event_ = sample_event("other", "renqiu-scjg", datetime.now(UTC), recipients=("renqiu-beihan",))
-    await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(event_)
-    async with receiving(nc, hub.settings, ["renqiu-beihan"]):
+    await (await orgs.publisher("renqiu-scjg")).publish(event_)
+    async with receiving(hub.settings, ["renqiu-beihan"]):
         await eventually(lambda: _ledger_counts(hub, {"acknowledged": 1}))
     code, out, err = await run_hub(hub.settings, "lag")
     assert code == 0, err
@@ -167,12 +165,12 @@ async def test_hub_lag_with_nothing_waiting_says_so_and_shows_the_day(hub: Hub, 
 
 
 async def test_the_quarantine_panel_counts_by_publisher_and_rule_with_personal_data_masked(
-    hub: Hub, nc: Client
+    hub: Hub, orgs: Orgs
 ) -> None:
     bad = sample_event("complaint_outcome", "renqiu-chuan", datetime.now(UTC))
     bad["data"]["complainant"]["id_number"] = "130982199001011230"  # wrong check digit
     for _ in range(2):
-        reply = await nc.request(
+        reply = await (await orgs.nc("renqiu-chuan")).request(
             hub.settings.wire.ingest("renqiu-chuan"), json.dumps(bad).encode(), timeout=5
         )
         assert b"rejected" in reply.data

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
-from nats.aio.client import Client
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from hub.config import HubSettings
@@ -23,10 +22,9 @@ from hub.registry import Registry
 from hub.samples import sample_event
 from subscribers.dashboard import dashboard_app
 from subscribers.inbox import Inbox
-from subscribers.publisher import Publisher
 from subscribers.recipient import Recipient
 from subscribers.serving import address, listening, serve_asgi
-from tests.conftest import hub_running
+from tests.conftest import Orgs, hub_running
 from tests.helpers import eventually, receiving
 
 pytestmark = pytest.mark.connected
@@ -66,11 +64,11 @@ async def new_page(browser: Browser) -> Page:
 
 
 async def test_ops_page_shows_who_is_behind_who_is_at_risk_and_the_lag_chart(
-    settings: HubSettings, registry: Registry, nc: Client, browser: Browser
+    settings: HubSettings, registry: Registry, orgs: Orgs, browser: Browser
 ) -> None:
     evening = settings.model_copy(update={"at_risk_after": time(0, 0)})  # every open event counts
     async with hub_running(evening, registry) as hub:
-        publisher = Publisher(nc, "renqiu-scjg", wire=settings.wire)
+        publisher = await orgs.publisher("renqiu-scjg")
         now = datetime.now(UTC)
         for n in range(3):
             await publisher.publish(
@@ -82,7 +80,7 @@ async def test_ops_page_shows_who_is_behind_who_is_at_risk_and_the_lag_chart(
         broken["data"]["entity_uscc"] = "91130982MA0D4XXK3Y"
         with pytest.raises(EventRejected):
             await publisher.publish(broken)
-        async with receiving(nc, settings, ["renqiu-chuan"]):
+        async with receiving(settings, ["renqiu-chuan"]):
             await eventually(
                 lambda: _counts(hub.ledger, {"acknowledged": 3, "pending": 3}), within=20
             )
@@ -145,7 +143,7 @@ async def _counts(ledger: Ledger, expected: dict[str, int]) -> bool:
 
 
 async def test_township_dashboard_lists_what_it_received_and_shows_one_event(
-    settings: HubSettings, registry: Registry, nc: Client, browser: Browser, tmp_path: Path
+    settings: HubSettings, registry: Registry, orgs: Orgs, browser: Browser, tmp_path: Path
 ) -> None:
     async with hub_running(settings, registry):
         inbox = await Inbox.open(tmp_path / "inbox.sqlite3", "renqiu-chuan")
@@ -155,12 +153,14 @@ async def test_township_dashboard_lists_what_it_received_and_shows_one_event(
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(serve_asgi(app, sock, stop))
                 tasks.create_task(
-                    Recipient(nc, "renqiu-chuan", wire=settings.wire).run(inbox.record, stop)
+                    Recipient(
+                        await orgs.nc("renqiu-chuan"), "renqiu-chuan", wire=settings.wire
+                    ).run(inbox.record, stop)
                 )
                 now = datetime.now(UTC)
                 for category in ("law_change", "permit", "other"):
                     event = sample_event(category, "renqiu-scjg", now, recipients=("renqiu-chuan",))
-                    await Publisher(nc, "renqiu-scjg", wire=settings.wire).publish(event)
+                    await (await orgs.publisher("renqiu-scjg")).publish(event)
                 await eventually(lambda: _received(inbox, 3), within=20)
                 page = await new_page(browser)
                 await page.goto(address(sock) + "/")

@@ -11,7 +11,6 @@ import itertools
 from datetime import UTC, datetime
 
 import pytest
-from nats.aio.client import Client
 
 from hub.config import HubSettings
 from hub.registry import Registry
@@ -20,9 +19,8 @@ from hub.service import Hub
 from schemas.envelope import Event
 from schemas.wire import CONSUMER_BACKOFF_KEY
 from subscribers.errors import ReaderConflict
-from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery, Recipient
-from tests.conftest import hub_running
+from tests.conftest import Orgs, hub_running
 from tests.helpers import eventually, receiving, run_hub
 
 pytestmark = pytest.mark.connected
@@ -36,8 +34,8 @@ async def reading(hub: Hub) -> bool:
     return bool(info.num_waiting)
 
 
-async def publish(nc: Client, hub: Hub, count: int) -> list[str]:
-    publisher = Publisher(nc, "renqiu-scjg", wire=hub.settings.wire)
+async def publish(orgs: Orgs, hub: Hub, count: int) -> list[str]:
+    publisher = await orgs.publisher("renqiu-scjg")
     keys = []
     for n in range(count):
         event = sample_event("other", "renqiu-scjg", datetime.now(UTC), n, recipients=(ORG,))
@@ -51,21 +49,23 @@ async def ignore(event: Event, delivery: Delivery) -> None:
 
 
 async def test_a_second_reader_is_refused_and_the_first_gets_everything(
-    hub: Hub, nc: Client
+    hub: Hub, orgs: Orgs
 ) -> None:
-    async with receiving(nc, hub.settings, [ORG]) as inboxes:
+    async with receiving(hub.settings, [ORG]) as inboxes:
         await eventually(lambda: reading(hub))
         with pytest.raises(ReaderConflict, match=ORG):
-            await Recipient(nc, ORG, wire=hub.settings.wire).run(ignore, asyncio.Event())
-        keys = await publish(nc, hub, 11)
+            await Recipient(await orgs.nc(ORG), ORG, wire=hub.settings.wire).run(
+                ignore, asyncio.Event()
+            )
+        keys = await publish(orgs, hub, 11)
         await eventually(lambda: len(inboxes[ORG].keys) == 11)
     assert inboxes[ORG].keys == keys
 
 
 async def test_hub_tail_ack_and_dashboard_are_refused_while_the_organisation_reads(
-    hub: Hub, nc: Client
+    hub: Hub, orgs: Orgs
 ) -> None:
-    async with receiving(nc, hub.settings, [ORG]):
+    async with receiving(hub.settings, [ORG]):
         await eventually(lambda: reading(hub))
         tail = await run_hub(hub.settings, "tail", "--ack", "--as", ORG)
         page = await run_hub(hub.settings, "dashboard", "--as", ORG, "--port", "0")
@@ -74,17 +74,17 @@ async def test_hub_tail_ack_and_dashboard_are_refused_while_the_organisation_rea
         assert "Traceback" not in err
 
 
-async def test_a_reader_that_just_stopped_does_not_block_the_next(hub: Hub, nc: Client) -> None:
-    async with receiving(nc, hub.settings, [ORG]):
+async def test_a_reader_that_just_stopped_does_not_block_the_next(hub: Hub, orgs: Orgs) -> None:
+    async with receiving(hub.settings, [ORG]):
         await eventually(lambda: reading(hub))
-    async with receiving(nc, hub.settings, [ORG]) as inboxes:  # its pull requests still linger
-        keys = await publish(nc, hub, 2)
+    async with receiving(hub.settings, [ORG]) as inboxes:  # its pull requests still linger
+        keys = await publish(orgs, hub, 2)
         await eventually(lambda: len(inboxes[ORG].keys) == 2, within=10)
     assert inboxes[ORG].keys == keys
 
 
 async def test_instances_of_one_system_may_share_the_work_when_they_say_so(
-    hub: Hub, nc: Client
+    hub: Hub, orgs: Orgs
 ) -> None:
     got: list[str] = []
 
@@ -92,18 +92,18 @@ async def test_instances_of_one_system_may_share_the_work_when_they_say_so(
         got.append(event.key)
 
     stop = asyncio.Event()
-    async with receiving(nc, hub.settings, [ORG]) as inboxes, asyncio.TaskGroup() as tasks:
+    async with receiving(hub.settings, [ORG]) as inboxes, asyncio.TaskGroup() as tasks:
         await eventually(lambda: reading(hub))
-        shared = Recipient(nc, ORG, wire=hub.settings.wire, exclusive=False)
+        shared = Recipient(await orgs.nc(ORG), ORG, wire=hub.settings.wire, exclusive=False)
         tasks.create_task(shared.run(record, stop))
-        keys = await publish(nc, hub, 20)
+        keys = await publish(orgs, hub, 20)
         await eventually(lambda: len(inboxes[ORG].keys) + len(got) == 20, within=10)
         stop.set()
     assert sorted(inboxes[ORG].keys + got) == sorted(keys)
 
 
 async def test_the_hub_backoff_setting_decides_the_delays_between_attempts(
-    settings: HubSettings, registry: Registry, nc: Client
+    settings: HubSettings, registry: Registry, orgs: Orgs
 ) -> None:
     configured = settings.model_copy(update={"backoff_s": (0.3, 2.5), "max_deliver": 3})
     attempts: list[float] = []
@@ -115,11 +115,11 @@ async def test_the_hub_backoff_setting_decides_the_delays_between_attempts(
 
     async with hub_running(configured, registry) as hub:
         info = await hub.js.consumer_info(configured.wire.deliveries_stream, f"deliver-{ORG}")
-        recipient = Recipient(nc, ORG, wire=configured.wire)
+        recipient = Recipient(await orgs.nc(ORG), ORG, wire=configured.wire)
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(recipient.run(refuse, stop))
-            await publish(nc, hub, 1)
+            await publish(orgs, hub, 1)
             await eventually(lambda: len(attempts) == 3, within=15)
             stop.set()
     assert (info.config.metadata or {})[CONSUMER_BACKOFF_KEY] == "0.3,2.5"

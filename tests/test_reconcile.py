@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import nats.js.errors
 import pytest
-from nats.aio.client import Client
+from nats.js.api import DiscardPolicy
 
 from hub.config import HubSettings
 from hub.errors import LedgerUnavailable
+from hub.identity import ADMIN
 from hub.ingest import utc_now
 from hub.ledger import Ledger
 from hub.natsd import free_port
@@ -23,25 +25,24 @@ from hub.reconcile import StoreChecker
 from hub.registry import Registry
 from hub.samples import sample_event
 from hub.service import Hub
-from subscribers.publisher import Publisher
-from tests.conftest import POSTGRES_URL, hub_running
+from tests.conftest import POSTGRES_URL, Orgs, hub_running
 from tests.helpers import eventually, scrape
 
 pytestmark = pytest.mark.connected
 
 
-async def _publish(nc: Client, hub: Hub, n: int) -> str:
-    accepted = await Publisher(nc, "renqiu-scjg", wire=hub.settings.wire).publish(
+async def _publish(orgs: Orgs, hub: Hub, n: int) -> str:
+    accepted = await (await orgs.publisher("renqiu-scjg")).publish(
         sample_event("other", "renqiu-scjg", datetime.now(UTC), n, recipients=("renqiu-chuan",))
     )
     return f"{accepted.source}/{accepted.id}"
 
 
 async def test_checks_while_events_are_accepted_never_report_a_false_missing(
-    hub: Hub, nc: Client
+    hub: Hub, orgs: Orgs
 ) -> None:
-    checker = StoreChecker(nc, hub.js, hub.settings.wire, hub.ledger, utc_now)
-    publishing = asyncio.gather(*(_publish(nc, hub, n) for n in range(300)))
+    checker = StoreChecker(hub.broker.connection, hub.js, hub.settings.wire, hub.ledger, utc_now)
+    publishing = asyncio.gather(*(_publish(orgs, hub, n) for n in range(300)))
     found: list[tuple[str, ...]] = []
     while not publishing.done():
         for full in (True, False):
@@ -52,19 +53,32 @@ async def test_checks_while_events_are_accepted_never_report_a_false_missing(
 
 
 async def test_a_message_deleted_while_the_hub_runs_is_noticed_within_seconds(
-    settings: HubSettings, registry: Registry, nc: Client
+    settings: HubSettings, registry: Registry, orgs: Orgs
 ) -> None:
-    quick = settings.model_copy(update={"store_check_s": 0.2})
+    quick = settings.model_copy(update={"store_check_s": 0.2, "drift_check_s": 0.5})
     async with hub_running(quick, registry) as hub:
-        keys = [await _publish(nc, hub, n) for n in range(5)]
+        keys = [await _publish(orgs, hub, n) for n in range(5)]
         await eventually(lambda: _ledger_high_water(hub, 5))
         await eventually(lambda: hub.store_check.missing == ())
-        await hub.js.delete_msg(quick.wire.events_stream, 3)
-        await eventually(lambda: hub.store_check.missing == (keys[2],), within=5)
+        # deleting a message is refused by the server, even to admin (deny_delete, irreversible)
+        admin = (await orgs.nc(ADMIN)).jetstream()
+        with pytest.raises(nats.js.errors.APIError):
+            await admin.delete_msg(quick.wire.events_stream, 3)
+        # but an admin may change the stream's limits so that the oldest events are dropped
+        config = (await admin.stream_info(quick.wire.events_stream)).config
+        config.discard, config.max_msgs = DiscardPolicy.OLD, 3
+        await admin.update_stream(config)
+        await eventually(lambda: hub.store_check.missing == (keys[0], keys[1]), within=5)
         metrics = (await scrape(hub)).text
         ops = (await scrape(hub, "/api/ops")).json()["store_check"]
-    assert "hub_events_missing 1.0" in metrics
-    assert ops["missing"] == 1 and ops["examples"] == [keys[2]]
+        await eventually(lambda: bool(hub.config_state.history), within=5)
+        restored = (await admin.stream_info(quick.wire.events_stream)).config
+    assert "hub_events_missing 2.0" in metrics
+    assert ops["missing"] == 2 and ops["examples"] == keys[:2]
+    drift = hub.config_state.history[0]
+    assert drift.what == f"stream {quick.wire.events_stream}"
+    assert set(drift.fields) == {"discard", "max_msgs"}
+    assert (restored.discard, restored.max_msgs) == (DiscardPolicy.NEW, -1)  # put back
 
 
 class FlakyLedger(Ledger):
@@ -80,7 +94,7 @@ class FlakyLedger(Ledger):
 
 
 async def test_a_database_hiccup_during_the_store_check_is_retried_and_the_hub_keeps_serving(
-    settings: HubSettings, registry: Registry, nc: Client, tmp_path: Path
+    settings: HubSettings, registry: Registry, orgs: Orgs, tmp_path: Path
 ) -> None:
     quick = settings.model_copy(update={"store_check_s": 0.2})
     async with Ledger.open(f"sqlite:///{tmp_path / 'flaky.sqlite3'}") as opened:
@@ -88,7 +102,7 @@ async def test_a_database_hiccup_during_the_store_check_is_retried_and_the_hub_k
         async with hub_running(quick, registry, ledger=flaky) as hub:
             await eventually(lambda: hub.store_check.trouble is not None, within=5)
             ops = (await scrape(hub, "/api/ops")).json()["store_check"]
-            key = await _publish(nc, hub, 0)  # still serving
+            key = await _publish(orgs, hub, 0)  # still serving
             await eventually(lambda: _ledger_high_water(hub, 1))
             await eventually(lambda: hub.store_check.trouble is None, within=10)
             await eventually(lambda: hub.store_check.missing == (), within=5)

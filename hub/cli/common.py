@@ -35,12 +35,13 @@ from hub.errors import (
     HubUnavailable,
     LedgerVersionError,
     NatsServerError,
+    NotAuthorized,
     ReaderConflict,
     RegistryError,
 )
+from hub.identity.sessions import connect_as
 from hub.registry import Registry, load_registry
 from schemas.envelope import CATEGORIES
-from subscribers.connection import connect
 
 T = TypeVar("T")
 CLI_ATTEMPTS = 5  # one-shot commands give up on an unreachable server after this many tries
@@ -96,7 +97,7 @@ def judged(exc: BaseException) -> tuple[Exit, str] | None:
 
 _CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Exit], ...] = (
     (EventRejected, Exit.REJECTED),
-    ((ConfigError, RegistryError, LedgerVersionError, ReaderConflict), Exit.USAGE),
+    ((ConfigError, RegistryError, LedgerVersionError, ReaderConflict, NotAuthorized), Exit.USAGE),
     ((FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError), Exit.USAGE),
     ((HubUnavailable, NatsServerError), Exit.UNAVAILABLE),
     ((nats.errors.Error, DBAPIError, TimeoutError, OSError), Exit.UNAVAILABLE),
@@ -129,28 +130,35 @@ def _message(exc: BaseException) -> str:
     return f"系统错误（{type(exc).__name__}: {exc}）"
 
 
-def nats_url(settings: HubSettings) -> str:
-    """The NATS URL: HUB_NATS_URL, else the one a running ``hub up`` wrote."""
+def reach(settings: HubSettings) -> HubSettings:
+    """The settings with the NATS URL: HUB_NATS_URL, else the one a running ``hub up`` wrote."""
     if settings.nats_url:
-        return settings.nats_url
+        return settings
     try:
-        return settings.url_file.read_text(encoding="utf-8").strip()
+        url = settings.url_file.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         fail(
             f"没有设置 HUB_NATS_URL，也没有运行中的 hub up（{settings.url_file} 不存在）",
             Exit.UNAVAILABLE,
         )
+    return settings.model_copy(update={"nats_url": url})
 
 
 @asynccontextmanager
-async def nats_session(url: str, name: str, *, long_running: bool = False) -> AsyncIterator[Client]:
-    """A NATS connection for the length of a command (closed at the end).
+async def nats_session(
+    settings: HubSettings, identity: str, *, label: str, long_running: bool = False
+) -> AsyncIterator[Client]:
+    """A NATS connection as ``identity`` for the length of a command (closed at the end).
 
     Every command gives up when no server answers at start; a long-running one (a dashboard)
     then reconnects for as long as it runs.
     """
-    nc = await connect(
-        url, name=name, attempts=CLI_ATTEMPTS, reconnect_attempts=-1 if long_running else None
+    nc = await connect_as(
+        settings,
+        identity,
+        label=label,
+        attempts=CLI_ATTEMPTS,
+        reconnect_attempts=-1 if long_running else None,
     )
     try:
         yield nc

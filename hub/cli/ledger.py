@@ -18,8 +18,9 @@ from rich.progress import (
 )
 
 from hub import log
-from hub.cli.common import Exit, nats_session, nats_url, run, settings_of
+from hub.cli.common import Exit, nats_session, reach, run, settings_of
 from hub.cli.root import app
+from hub.identity import OPS
 from hub.ledger import STATE_ZH, Ledger, shown
 from hub.projection import rebuild
 from hub.reconcile import missing_events
@@ -42,13 +43,12 @@ def ledger_rebuild(
     ] = False,
 ) -> None:
     """Empty the ledger and rebuild it from the events and receipts streams."""
-    settings = settings_of(ctx)
-    url = nats_url(settings)
+    settings = reach(settings_of(ctx))
     target = into or settings.ledger_database
 
     async def work(stop: asyncio.Event) -> None:
         async with (
-            nats_session(url, "hub-ledger-rebuild") as nc,
+            nats_session(settings, OPS, label="hub-ledger-rebuild") as nc,
             Ledger.open(target, recreate=recreate) as ledger,
         ):
             with Progress(
@@ -78,12 +78,11 @@ def ledger_rebuild(
 @ledger_app.command("check")
 def ledger_check(ctx: typer.Context) -> None:
     """Compare the ledger with the events stream; exit 1 naming every accepted event missing."""
-    settings = settings_of(ctx)
-    url = nats_url(settings)
+    settings = reach(settings_of(ctx))
 
     async def work(stop: asyncio.Event) -> Exit:
         async with (
-            nats_session(url, "hub-ledger-check") as nc,
+            nats_session(settings, OPS, label="hub-ledger-check") as nc,
             Ledger.open(settings.ledger_database) as ledger,
         ):
             missing = await missing_events(nc.jetstream(), settings.wire, ledger)
@@ -108,5 +107,4 @@ def ledger_follow(ctx: typer.Context) -> None:
     """Keep the ledger up to date in this process (for a hub run with HUB_PROJECT_LEDGER=false)."""
     settings = settings_of(ctx)
     log.configure(settings.log_level, stream=sys.stderr)
-    url = nats_url(settings)
-    run(lambda stop: follow_ledger(settings.model_copy(update={"nats_url": url}), stop))
+    run(lambda stop: follow_ledger(reach(settings), stop))

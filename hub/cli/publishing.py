@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import uuid
@@ -10,9 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import nats.errors
+import nats.js.errors
 import typer
 from nats.aio.client import Client
-from nats.js.api import DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hub.cli.common import (
     Exit,
@@ -21,7 +24,7 @@ from hub.cli.common import (
     known_category,
     known_org,
     nats_session,
-    nats_url,
+    reach,
     registry_of,
     run,
     settings_of,
@@ -30,14 +33,17 @@ from hub.cli.root import app
 from hub.config import HubSettings
 from hub.envelope import peek
 from hub.errors import EventRejected, HubUnavailable
+from hub.identity.permissions import peek_consumer
 from hub.samples import sample_event
 from schemas.delivery import DeliveryBundle
 from schemas.envelope import CATEGORIES, DELIVERED, Event, summary_zh
 from schemas.shanghai import clock_text, local_text, now_local
+from subscribers.consume import pull_batches
 from subscribers.publisher import Publisher
 from subscribers.recipient import Delivery, Recipient
 
 Show = Callable[[Event, str, bool], None]
+PEEK_IDLE_S = 60.0  # the server drops a watch's consumer this long after its last read
 
 
 @app.command()
@@ -51,10 +57,10 @@ def publish(
     """Publish one event as an organisation: exit 0 accepted, 1 rejected, 3 unavailable."""
     settings = settings_of(ctx)
     body = _rewrite(_read(file), new_id=new_id, now=now)
-    url = nats_url(settings)
+    settings = reach(settings)
 
     async def work(stop: asyncio.Event) -> Exit:
-        async with nats_session(url, f"hub-publish-{org}") as nc:
+        async with nats_session(settings, org, label=f"hub-publish-{org}") as nc:
             publisher = Publisher(
                 nc,
                 org,
@@ -140,7 +146,7 @@ def tail(
     settings = settings_of(ctx)
     registry = registry_of(settings)
     known_org(registry, org)
-    url = nats_url(settings)
+    settings = reach(settings)
 
     async def work(stop: asyncio.Event) -> None:
         seen = 0
@@ -157,7 +163,7 @@ def tail(
             if count and seen >= count:
                 stop.set()
 
-        async with nats_session(url, f"hub-tail-{org}", long_running=True) as nc:
+        async with nats_session(settings, org, label=f"hub-tail-{org}", long_running=True) as nc:
             if ack:
 
                 async def handle(event: Event, delivery: Delivery) -> None:
@@ -173,23 +179,33 @@ def tail(
 async def _peek(
     nc: Client, settings: HubSettings, org: str, from_start: bool, stop: asyncio.Event, show: Show
 ) -> None:
-    """Watch an organisation's deliveries through an ephemeral ordered consumer (no receipts)."""
+    """Watch an organisation's deliveries without taking them (no acks, no receipts).
+
+    Through the one extra consumer an organisation may make, ``peek-<org>``: filtered to its own
+    deliveries, acknowledging nothing, dropped by the server a minute after the last read.
+    """
     js = nc.jetstream()
-    policy = DeliverPolicy.ALL if from_start else DeliverPolicy.NEW
-    sub = await js.subscribe(
-        settings.wire.deliver(org),
-        stream=settings.wire.deliveries_stream,
-        ordered_consumer=True,
-        deliver_policy=policy,
+    stream, name = settings.wire.deliveries_stream, peek_consumer(org)
+    config = ConsumerConfig(
+        name=name,
+        filter_subject=settings.wire.deliver(org),
+        deliver_policy=DeliverPolicy.ALL if from_start else DeliverPolicy.NEW,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=PEEK_IDLE_S,
+        mem_storage=True,
+        num_replicas=1,
     )
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await js.delete_consumer(stream, name)  # a previous watch's, with its own start point
+    await js.add_consumer(stream, config)
+    sub = await js.pull_subscribe_bind(durable=name, stream=stream)
     try:
-        while not stop.is_set():
-            try:
-                msg = await sub.next_msg(timeout=1.0)
-            except TimeoutError:
-                continue
-            bundle = DeliveryBundle.model_validate_json(msg.data, context=DELIVERED)
-            for item in bundle.items:
-                show(item.event, local_text(item.published_at), item.redacted)
+        async for msgs in pull_batches(sub, stop, batch=64):
+            for msg in msgs:
+                bundle = DeliveryBundle.model_validate_json(msg.data, context=DELIVERED)
+                for item in bundle.items:
+                    show(item.event, local_text(item.published_at), item.redacted)
     finally:
         await sub.unsubscribe()
+        with contextlib.suppress(nats.errors.Error):
+            await js.delete_consumer(stream, name)

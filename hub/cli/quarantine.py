@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from hub.cli.common import nats_session, nats_url, run, settings_of
+from hub.cli.common import nats_session, reach, run, settings_of
 from hub.cli.root import app
 from hub.envelope import load_quarantine
+from hub.identity import OPS
 from schemas.personal import mask_text
 from schemas.shanghai import local_text
 
@@ -23,11 +24,10 @@ def quarantine_list(
     ctx: typer.Context, limit: Annotated[int, typer.Option(help="最多显示条数", min=1)] = 20
 ) -> None:
     """Show the newest rejected messages with their reasons (personal data masked)."""
-    settings = settings_of(ctx)
-    url = nats_url(settings)
+    settings = reach(settings_of(ctx))
 
     async def work(stop: asyncio.Event) -> None:
-        async with nats_session(url, "hub-quarantine") as nc:
+        async with nats_session(settings, OPS, label="hub-quarantine") as nc:
             js = nc.jetstream()
             info = await js.stream_info(settings.wire.quarantine_stream)
             if not info.state.messages:

@@ -12,8 +12,11 @@ import typer
 from hub import log
 from hub.cli.common import fail, known_county, registry_of, run, settings_of
 from hub.cli.root import app
+from hub.config import HubSettings
 from hub.demo import DemoCounty
 from hub.errors import ConfigError
+from hub.identity import Authority, ensure_demo, ensure_own
+from hub.identity.tls import TlsFiles
 from hub.ledger import Ledger
 from hub.natsd import NatsCluster, NatsServer
 from hub.registry import OrgKind, Registry
@@ -46,20 +49,40 @@ def up(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log.configure(settings.log_level, file=settings.data_dir / "hub.log")
 
+    authority = Authority.open(
+        settings.credentials_store, create=True, jetstream_bytes=settings.jetstream_max_bytes
+    )
+    ensure_own(authority, settings)
+    ensure_demo(authority, settings, registry)  # development credentials of every organisation
+    tls = server_tls(settings)
+
     async def work(stop: asyncio.Event) -> None:
         server: NatsServer | NatsCluster
         if cluster:
-            server = NatsCluster(settings.data_dir / "nats-cluster", size=cluster)
+            server = NatsCluster(
+                settings.data_dir / "nats-cluster",
+                size=cluster,
+                trust=authority.server_trust(),
+                tls=tls,
+                max_store_bytes=settings.jetstream_max_bytes,
+            )
         else:
             server = NatsServer(
                 settings.data_dir / "nats",
                 host=settings.embedded_host,
                 port=settings.embedded_port,
                 sync_always=settings.embedded_sync_always,
+                trust=authority.server_trust(),
+                tls=tls,
+                max_store_bytes=settings.jetstream_max_bytes,
             )
         async with server:
             running = settings.model_copy(
-                update={"nats_url": server.url, "replicas": max(cluster, settings.replicas)}
+                update={
+                    "nats_url": server.url,
+                    "replicas": max(cluster, settings.replicas),
+                    "tls_ca": tls.ca if tls else settings.tls_ca,
+                }
             )
             running.url_file.write_text(server.url, encoding="utf-8")
             try:
@@ -122,6 +145,15 @@ async def _today_in_the_ledger(ledger: Ledger, registry: Registry) -> str:
         f"按时 {total.on_time}（{rate_zh(total.on_time_rate)}），未签收 {total.pending}；"
         f"详见 hub report daily --date {shanghai_day(now).isoformat()}"
     )
+
+
+def server_tls(settings: HubSettings) -> TlsFiles | None:
+    """The embedded server's TLS: HUB_TLS_CERT/KEY/CA, or the store's (hub credentials tls)."""
+    if settings.tls_cert and settings.tls_key and settings.tls_ca:
+        return TlsFiles(settings.tls_ca, settings.tls_cert, settings.tls_key)
+    made = settings.credentials_store / "tls"
+    files = TlsFiles(made / "ca.pem", made / "server.pem", made / "server-key.pem")
+    return files if all(p.exists() for p in (files.ca, files.cert, files.key)) else None
 
 
 @app.command("serve")

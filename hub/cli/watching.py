@@ -17,7 +17,7 @@ from hub.cli.common import (
     known_county,
     known_org,
     nats_session,
-    nats_url,
+    reach,
     registry_of,
     run,
     settings_of,
@@ -129,7 +129,7 @@ def dashboard(
     settings = settings_of(ctx)
     registry = registry_of(settings)
     known_org(registry, org)
-    url = nats_url(settings)
+    settings = reach(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log.configure(settings.log_level, file=settings.data_dir / f"dashboard-{org}.log")
     chosen = settings.dashboard_port if port is None else port
@@ -143,7 +143,9 @@ def dashboard(
             ) from exc
         inbox = await Inbox.open(settings.data_dir / f"inbox-{org}.sqlite3", org)
         try:
-            async with nats_session(url, f"hub-dashboard-{org}", long_running=True) as nc:
+            async with nats_session(
+                settings, org, label=f"hub-dashboard-{org}", long_running=True
+            ) as nc:
                 recipient = Recipient(nc, org, wire=settings.wire)
                 page = dashboard_app(inbox, registry.name(org), registry.name)
                 async with asyncio.TaskGroup() as tasks:

@@ -1,0 +1,128 @@
+"""Identities: who connects as whom, with which credentials, allowed which subjects.
+
+``authority`` issues and revokes (operator, account, user JWTs), ``permissions`` says what each
+identity may do, ``jwt`` signs, ``tls`` makes a county's certificates, ``updates`` pushes a
+changed account to running servers. This module finds an identity's credentials file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hub.config import HubSettings
+from hub.errors import ConfigError
+from hub.identity.authority import Authority, Issued, ServerTrust, holder, write_secret
+from hub.identity.permissions import Permissions, Role, for_admin, for_hub, for_ops, for_org
+from hub.registry import Registry
+from subscribers.credentials import jwt_claims, read_credentials
+
+__all__ = [
+    "ADMIN",
+    "HUB",
+    "OPS",
+    "Authority",
+    "Issued",
+    "Permissions",
+    "Role",
+    "ServerTrust",
+    "credentials_for",
+    "ensure_demo",
+    "ensure_own",
+    "org_credentials_path",
+]
+
+HUB, OPS, ADMIN = "_hub", "_ops", "_admin"  # never an organisation's id (those start a-z)
+OWN = {HUB: Role.HUB, OPS: Role.OPS, ADMIN: Role.ADMIN}
+
+
+def org_credentials_path(settings: HubSettings, org: str) -> Path:
+    """Where the store keeps an organisation's credentials (the demo's, or issued with --keep)."""
+    return settings.credentials_store / "orgs" / f"{org}.creds"
+
+
+def _own_path(settings: HubSettings, name: str) -> Path:
+    return settings.credentials_store / f"{name.lstrip('_')}.creds"
+
+
+def credentials_for(settings: HubSettings, name: str) -> Path | None:
+    """The credentials file to connect as ``name`` (an organisation, or ``_hub``/``_ops``/…).
+
+    ``HUB_CREDENTIALS`` when it holds ``name``'s credentials, else the store's file; ``None``
+    when there is none (the server decides whether it lets such a connection in).
+
+    Raises:
+        ConfigError: ``HUB_CREDENTIALS`` holds someone else's credentials.
+    """
+    if settings.credentials is not None:
+        found = holder(settings.credentials)
+        if found.name != name:
+            raise ConfigError(
+                "HUB_CREDENTIALS",
+                f"{settings.credentials} holds {found.name}'s credentials, not {name}'s",
+            )
+        return settings.credentials
+    path = _own_path(settings, name) if name in OWN else org_credentials_path(settings, name)
+    return path if path.exists() else None
+
+
+def permissions(settings: HubSettings, name: str) -> Permissions:
+    """What ``name`` may do under this hub's subject root."""
+    wire = settings.wire
+    if name == HUB:
+        return for_hub(wire, HUB)
+    if name == OPS:
+        return for_ops(wire, OPS)
+    if name == ADMIN:
+        return for_admin(ADMIN)
+    return for_org(wire, name)
+
+
+def _current(path: Path, settings: HubSettings, name: str) -> bool:
+    """The file exists and was issued for this subject root (its permissions say so)."""
+    if not path.exists():
+        return False
+    token = read_credentials(path)
+    claims = jwt_claims(_jwt_of(token.path))
+    allowed = claims.get("nats", {}).get("pub", {}).get("allow", [])
+    return sorted(allowed) == sorted(set(permissions(settings, name).publish))
+
+
+def _jwt_of(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    return text.split("-----BEGIN NATS USER JWT-----")[1].split("------END")[0].strip()
+
+
+def issue_into(authority: Authority, settings: HubSettings, name: str, path: Path) -> None:
+    """Issue ``name``'s credentials into ``path`` (0600), revoking what it held before."""
+    role = OWN.get(name, Role.ORG)
+    if any(i.name == name and i.revoked_at is None for i in authority.issued()):
+        authority.revoke(name)  # one live key per identity
+    _, text = authority.issue(name, role, permissions(settings, name))
+    if text is None:
+        raise ConfigError(name, "credentials were issued without a seed")
+    write_secret(path, text)
+
+
+def ensure_own(authority: Authority, settings: HubSettings) -> None:
+    """The hub's own identities (hub, ops, admin) exist for this subject root."""
+    for name in OWN:
+        path = _own_path(settings, name)
+        if not _current(path, settings, name):
+            issue_into(authority, settings, name, path)
+    sys_path = settings.credentials_store / "sys.creds"
+    if not sys_path.exists():
+        write_secret(sys_path, authority.system_credentials())
+
+
+def ensure_demo(authority: Authority, settings: HubSettings, registry: Registry) -> None:
+    """Development credentials of every organisation, kept in the store (``hub up`` only).
+
+    An organisation whose credentials were revoked keeps none: revocation is not undone here.
+    """
+    revoked = {i.name for i in authority.issued() if i.revoked_at is not None}
+    for org in registry.organisations:
+        path = org_credentials_path(settings, org.id)
+        if org.id in revoked and not path.exists():
+            continue
+        if not _current(path, settings, org.id):
+            issue_into(authority, settings, org.id, path)

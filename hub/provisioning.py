@@ -1,0 +1,267 @@
+"""The hub's streams and consumers as declared, made so, and kept so.
+
+At start-up the admin identity creates what is missing and brings what drifted back to the
+declaration (only missing or changed consumers are written, many at once, so a province's
+thousands of organisations start in seconds). While the hub runs, the same comparison is repeated
+every ``HUB_DRIFT_CHECK_S``: a stream or consumer changed behind the hub's back (a shortened
+``max_age``, a lifted ``deny_delete``, a consumer's filter) is shown on the ops page and in the
+``hub_config_drift`` gauge, and repaired when the admin identity is at hand. A changed registry
+file is read again at the same time, and new organisations get their consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, ConsumerInfo
+
+from hub.config import HubSettings
+from hub.errors import HubError, HubNotFound
+from hub.registry import Registry, load_registry
+from hub.streams import delivery_consumer_config, hub_consumers, stream_configs
+from hub.timeliness import Clock
+
+log = logging.getLogger(__name__)
+
+CONCURRENCY = 32  # consumer requests in flight at once
+PAGE = 256  # consumers per CONSUMER.LIST page
+STREAM_FIELDS = (
+    "subjects",
+    "retention",
+    "storage",
+    "discard",
+    "num_replicas",
+    "duplicate_window",
+    "max_msg_size",
+    "max_age",
+    "max_bytes",
+    "max_consumers",
+    "max_msgs",
+    "max_msgs_per_subject",
+    "allow_direct",
+    "deny_delete",
+    "deny_purge",
+)
+CONSUMER_FIELDS = (
+    "filter_subject",
+    "deliver_policy",
+    "ack_policy",
+    "ack_wait",
+    "max_deliver",
+    "max_ack_pending",
+    "metadata",
+)
+
+
+def _unset(value: Any) -> bool:
+    """How the server (or a declaration) says "no limit": absent, -1 or 0."""
+    return value is None or (type(value) in (int, float) and value in (-1, 0))
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One stream or consumer whose live settings differ from the declaration."""
+
+    what: str  # "stream HUB_EVENTS" or "consumer HUB_DELIVERIES/deliver-renqiu-chuan"
+    fields: tuple[str, ...]
+
+
+@dataclass
+class ConfigState:
+    """The outcome of the latest comparison, for ops."""
+
+    drift: tuple[Drift, ...] = ()
+    repaired: int = 0
+    checked_at: datetime | None = None
+    trouble: str | None = None
+    history: list[Drift] = field(default_factory=list)  # every drift seen since start-up
+
+
+def _value(config: Any, name: str) -> Any:
+    value = getattr(config, name, None)
+    if isinstance(value, Iterable) and not isinstance(value, str | dict):
+        return tuple(value)
+    if name == "metadata" and isinstance(value, dict):  # the server adds its own keys
+        return {k: v for k, v in value.items() if not k.startswith("_nats")} or None
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float):
+        return round(value, 3)
+    return value
+
+
+def differences(expected: Any, actual: Any, names: Iterable[str]) -> tuple[str, ...]:
+    """The fields whose values differ (treating every way of saying "no limit" as one)."""
+    found = []
+    for name in names:
+        want, have = _value(expected, name), _value(actual, name)
+        if _unset(want) and _unset(have):
+            continue
+        if want != have:
+            found.append(name)
+    return tuple(found)
+
+
+class Provisioner:
+    """Makes and keeps the declared streams and consumers."""
+
+    def __init__(
+        self,
+        settings: HubSettings,
+        registry: Registry,
+        reader: JetStreamContext,
+        admin: JetStreamContext | None,
+        clock: Clock,
+    ) -> None:
+        self.settings, self.registry, self.clock = settings, registry, clock
+        self.reader, self.admin = reader, admin  # admin: None when this hub may not manage
+        self.state = ConfigState()
+        self._registry_mtime = self._mtime()
+
+    async def ensure(self) -> None:
+        """Create what is missing and repair what drifted (needs the admin identity).
+
+        Raises:
+            HubNotFound: the streams are missing and this hub may not create them.
+        """
+        if self.admin is None:
+            drift = await self.compare()
+            if any(d.fields == ("missing",) for d in drift):
+                raise HubNotFound("流或消费者（需用管理身份创建）", self.settings.wire.root)
+            return
+        await self._ensure_streams(self.admin)
+        await self._ensure_consumers(self.admin)
+
+    async def _ensure_streams(self, js: JetStreamContext) -> None:
+        for config in stream_configs(self.settings):
+            try:
+                info = await js.stream_info(config.name or "")
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(config)
+                log.info("stream.created", extra={"stream": config.name})
+                continue
+            if differences(config, info.config, STREAM_FIELDS):
+                await js.update_stream(config)
+                log.info("stream.updated", extra={"stream": config.name})
+
+    def _consumers(self) -> list[tuple[str, ConsumerConfig]]:
+        wire = self.settings.wire
+        return [
+            *hub_consumers(self.settings),
+            *(
+                (wire.deliveries_stream, delivery_consumer_config(self.settings, wire, org.id))
+                for org in self.registry.organisations
+            ),
+        ]
+
+    async def _existing(self, js: JetStreamContext, stream: str) -> dict[str, ConsumerInfo]:
+        found: dict[str, ConsumerInfo] = {}
+        while True:
+            page = await js.consumers_info(stream, offset=len(found))
+            found |= {c.name: c for c in page}
+            if len(page) < PAGE:
+                return found
+
+    async def _ensure_consumers(self, js: JetStreamContext) -> None:
+        wanted = self._consumers()
+        existing = {s: await self._existing(js, s) for s in {s for s, _ in wanted}}
+        writes = [
+            (stream, config)
+            for stream, config in wanted
+            if (info := existing[stream].get(config.name or "")) is None
+            or differences(config, info.config, CONSUMER_FIELDS)
+        ]
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def write(stream: str, config: ConsumerConfig) -> None:
+            async with gate:
+                await js.add_consumer(stream, config)
+
+        async with asyncio.TaskGroup() as tasks:
+            for stream, config in writes:
+                tasks.create_task(write(stream, config))
+        if writes:
+            log.info("consumers.written", extra={"count": len(writes)})
+
+    async def compare(self) -> list[Drift]:
+        """Every stream and consumer that is missing or differs from its declaration."""
+        drift = []
+        for declared in stream_configs(self.settings):
+            try:
+                live = await self.reader.stream_info(declared.name or "")
+            except nats.js.errors.NotFoundError:
+                drift.append(Drift(f"stream {declared.name}", ("missing",)))
+                continue
+            if fields := differences(declared, live.config, STREAM_FIELDS):
+                drift.append(Drift(f"stream {declared.name}", fields))
+        if any(d.fields == ("missing",) for d in drift):
+            return drift
+        wanted = self._consumers()
+        existing = {s: await self._existing(self.reader, s) for s in {s for s, _ in wanted}}
+        for stream, config in wanted:
+            info = existing[stream].get(config.name or "")
+            what = f"consumer {stream}/{config.name}"
+            if info is None:
+                drift.append(Drift(what, ("missing",)))
+            elif fields := differences(config, info.config, CONSUMER_FIELDS):
+                drift.append(Drift(what, fields))
+        return drift
+
+    async def check(self) -> ConfigState:
+        """Re-read a changed registry, compare, and repair when allowed."""
+        self._reload_registry()
+        drift = await self.compare()
+        if drift:
+            log.error(
+                "config.drift",
+                extra={"drift": [f"{d.what}: {','.join(d.fields)}" for d in drift[:50]]},
+            )
+            self.state.history.extend(drift)
+            if self.admin is not None:
+                await self.ensure()
+                self.state.repaired += len(drift)
+        self.state.drift, self.state.checked_at = tuple(drift), self.clock()
+        return self.state
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check every ``HUB_DRIFT_CHECK_S`` until ``stop``; trouble is retried, never fatal."""
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(self.settings.drift_check_s):
+                    await stop.wait()
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.check()
+                self.state.trouble = None
+            except (nats.errors.Error, TimeoutError, HubError) as exc:
+                self.state.trouble = f"{type(exc).__name__}: {exc}"
+                log.warning("config.check_deferred", extra={"error": self.state.trouble})
+
+    def _mtime(self) -> float | None:
+        path: Path | None = self.settings.registry
+        return path.stat().st_mtime if path is not None and path.exists() else None
+
+    def _reload_registry(self) -> None:
+        mtime = self._mtime()
+        if mtime is None or mtime == self._registry_mtime:
+            return
+        self._registry_mtime = mtime
+        try:
+            fresh = load_registry(self.settings.registry)
+        except HubError as exc:
+            log.error("registry.reload_failed", extra={"error": str(exc)})
+            return
+        self.registry.replace_with(fresh)
+        log.info("registry.reloaded", extra={"organisations": len(fresh)})
