@@ -6,7 +6,9 @@ COPY pyproject.toml README.md ./
 COPY hub hub
 COPY schemas schemas
 COPY subscribers subscribers
-RUN pip install --no-cache-dir . && useradd --uid 10001 --create-home hub
+# /credentials: the compose file's credentials volume starts owned by the hub's user
+RUN pip install --no-cache-dir . && useradd --uid 10001 --create-home hub \
+    && mkdir /credentials && chown 10001 /credentials
 USER 10001
 ENTRYPOINT ["hub"]
 CMD ["serve"]

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
+from hub.admission import Admission
 from hub.config import HubSettings
 from hub.envelope import dump_event, parse_event, peek, personal_data_addressees, too_large
 from hub.errors import EventRejected
@@ -53,6 +54,9 @@ class EventStore(Protocol):
     async def quarantine(self, subject: str, raw: bytes, errors: tuple[FieldError, ...]) -> int:
         """Keep a rejected message with its reasons; returns its sequence."""
 
+    async def stored(self, seq: int) -> bytes:
+        """The body of the accepted event at ``seq``."""
+
 
 class IngestMetrics(Protocol):
     """What ingest reports to the metrics."""
@@ -62,6 +66,9 @@ class IngestMetrics(Protocol):
 
     def count_rejected(self, publisher: str, rules: Iterable[str]) -> None:
         """One more message rejected."""
+
+    def count_throttled(self, publisher: str) -> None:
+        """One more message turned away by the rate limit."""
 
 
 class Ingest:
@@ -78,10 +85,20 @@ class Ingest:
         self.settings, self.registry, self.store, self.clock = settings, registry, store, clock
         self.wire = settings.wire
         self.metrics = metrics
+        self.admission = Admission(settings.ingest_rate, settings.ingest_burst)
 
     async def handle(self, subject: str, raw: bytes) -> IngestReply:
         """Check, store and answer one message received on ``subject``."""
         publisher = self.wire.org_of_ingest(subject)
+        known = publisher if publisher in self.registry else "unknown"  # bounded keys and labels
+        if (wait := self.admission.admit(known)) is not None:
+            if self.metrics is not None:
+                self.metrics.count_throttled(known)
+            return Unavailable(
+                reason=f"{publisher} 发送过快（每秒 {self.settings.ingest_rate:g} 条）"
+                " / rate limit exceeded",
+                retry_after_s=round(wait, 3),
+            )
         now = self.clock()
         try:
             event, recipients = self._check(publisher, raw, now)
@@ -94,10 +111,14 @@ class Ingest:
         }
         if addressees := personal_data_addressees(event):
             headers[HEADER_PERSONAL_DATA_TO] = ",".join(addressees)
+        body = dump_event(event)
         try:
             seq, duplicate = await self.store.store(
-                self.wire.event(event.source, event.category), dump_event(event), headers
+                self.wire.event(event.source, event.category), body, headers
             )
+            if duplicate and await self.store.stored(seq) != body:
+                conflict = explain("id", "id_conflict", {"id": event.id, "seq": seq})
+                return await self._reject(publisher, raw, (conflict,))
         except StoreUnavailable as exc:
             log.warning("ingest.store_unavailable", extra={"event": event.key, "reason": str(exc)})
             return Unavailable(reason=f"event store did not confirm the write: {exc}")

@@ -6,7 +6,8 @@ Per recipient (refreshed from an ops snapshot at every scrape, so they equal the
 ``hub_delivery_lag_seconds`` of today's acknowledged deliveries. Hub-wide counters:
 ``hub_events_accepted_total`` by category, ``hub_rejected_total`` by publisher and rule,
 ``hub_events_missing`` (accepted events the events stream no longer holds, per the store check)
-and ``hub_store_check_ok`` (1 when the latest check could run). FastStream's
+``hub_store_check_ok`` (1 when the latest check could run), ``hub_config_drift`` and
+``hub_config_drift_seen`` (streams and consumers changed behind the hub's back). FastStream's
 Prometheus middleware adds the broker's own message metrics to the same registry.
 """
 
@@ -21,6 +22,7 @@ from prometheus_client.core import GaugeHistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from hub.ops import OpsSnapshot
+from hub.provisioning import ConfigState
 from hub.reconcile import StoreCheck
 
 LAG_BUCKETS = (
@@ -66,6 +68,12 @@ class HubMetrics:
         self.accepted = Counter(
             "hub_events_accepted", "Events accepted", ["category"], registry=self.registry
         )
+        self.throttled = Counter(
+            "hub_throttled",
+            "Messages answered 'unavailable' because their publisher exceeded its rate",
+            ["publisher"],
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "hub_rejected",
             "Rejected messages, by publisher and broken rule",
@@ -87,6 +95,16 @@ class HubMetrics:
             "Accepted events (per the ledger) the events stream no longer holds",
             registry=self.registry,
         )
+        self.config_drift = Gauge(
+            "hub_config_drift",
+            "Streams and consumers whose settings differed from the declaration at the last check",
+            registry=self.registry,
+        )
+        self.config_drift_seen = Gauge(
+            "hub_config_drift_seen",
+            "Drifted streams and consumers seen since the hub started (repaired when allowed)",
+            registry=self.registry,
+        )
         self.store_check_ok = Gauge(
             "hub_store_check_ok",
             "1 when the latest store check ran, 0 when it could not (database or NATS away)",
@@ -94,6 +112,10 @@ class HubMetrics:
         )
         self._lag = _LagHistogram()
         self.registry.register(self._lag)
+
+    def count_throttled(self, publisher: str) -> None:
+        """One more message turned away by the publisher's rate limit."""
+        self.throttled.labels(publisher=publisher).inc()
 
     def count_accepted(self, category: str) -> None:
         """One more event accepted."""
@@ -104,11 +126,13 @@ class HubMetrics:
         for rule in set(rules):
             self.rejected.labels(publisher=publisher, rule=rule).inc()
 
-    def refresh(self, snapshot: OpsSnapshot, store_check: StoreCheck) -> None:
+    def refresh(self, snapshot: OpsSnapshot, store_check: StoreCheck, config: ConfigState) -> None:
         """Set the per-recipient figures from an ops snapshot, and the store check's outcome."""
         if store_check.missing is not None:
             self.events_missing.set(len(store_check.missing))
         self.store_check_ok.set(0 if store_check.trouble else 1)
+        self.config_drift.set(len(config.drift))
+        self.config_drift_seen.set(len(config.history))
         for gauge in self.gauges.values():
             gauge.clear()
         for org in snapshot.orgs:

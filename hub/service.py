@@ -144,7 +144,7 @@ async def running_hub(
             admin = admin_nc.jetstream(timeout=settings.request_timeout_s)
         provisioner = Provisioner(settings, registry, js, admin, clock)
         await provisioner.ensure()
-        store = JetStreamStore(js, settings.request_timeout_s)
+        store = JetStreamStore(js, settings.wire, settings.request_timeout_s)
         register_ingest(broker, settings, Ingest(settings, registry, store, clock, metrics))
         await broker.start()
         store_checker = StoreChecker(broker.connection, js, settings.wire, ledger, clock)
@@ -159,6 +159,7 @@ async def running_hub(
                 clock,
                 store_check,
                 rejections,
+                provisioner.state,
             )
         )
         try:

@@ -213,8 +213,8 @@ async def read_stream(
 class JetStreamStore:
     """The event store of ``hub.ingest`` on JetStream."""
 
-    def __init__(self, js: JetStreamContext, timeout: float) -> None:
-        self.js, self.timeout = js, timeout
+    def __init__(self, js: JetStreamContext, wire: Wire, timeout: float) -> None:
+        self.js, self.wire, self.timeout = js, wire, timeout
 
     async def store(self, subject: str, body: bytes, headers: dict[str, str]) -> tuple[int, bool]:
         """Store an event and wait for JetStream's acknowledgement."""
@@ -226,6 +226,14 @@ class JetStreamStore:
         headers = quarantine_headers(errors, datetime.now(UTC))
         ack = await self._publish(subject, raw, headers)
         return int(ack.seq)
+
+    async def stored(self, seq: int) -> bytes:
+        """The body of the accepted event at ``seq`` (to compare a resend with)."""
+        try:
+            found = await self.js.get_msg(self.wire.events_stream, seq)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+        return found.data or b""
 
     async def _publish(self, subject: str, body: bytes, headers: dict[str, str] | None) -> PubAck:
         try:

@@ -18,12 +18,15 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from hub.asyncapi import specification
 from hub.config import HubSettings
 from hub.ledger import Ledger
 from hub.metrics import HubMetrics
+from hub.oplogin import OpsLogin, required_password
 from hub.ops import OpsSnapshot, ops_snapshot
+from hub.provisioning import ConfigState
 from hub.reconcile import StoreCheck
 from hub.registry import Registry
 from hub.rejections import WINDOW, Rejections
@@ -49,6 +52,7 @@ class WebState:
     clock: Clock
     store_check: StoreCheck
     rejections: Rejections
+    config_state: ConfigState
 
 
 def page(name: str) -> str:
@@ -56,7 +60,7 @@ def page(name: str) -> str:
     return (resources.files("hub") / "web" / name).read_text(encoding="utf-8")
 
 
-def web_app(state: WebState) -> Starlette:
+def web_app(state: WebState) -> ASGIApp:
     """The ASGI application."""
 
     async def snapshot(request: Request) -> OpsSnapshot:
@@ -77,6 +81,7 @@ def web_app(state: WebState) -> Starlette:
         except LedgerSlow as slow:
             return slow.response()
         document = ops_document(taken, state.registry, state.store_check)
+        document["config"] = config_document(state.config_state)
         rejected = rejections_document(state.rejections, state.registry)
         return JSONResponse(document | {"rejections": rejected})
 
@@ -85,7 +90,7 @@ def web_app(state: WebState) -> Starlette:
             taken = await _within(state.settings.request_timeout_s, snapshot(request))
         except LedgerSlow as slow:
             return slow.response()
-        state.metrics.refresh(taken, state.store_check)
+        state.metrics.refresh(taken, state.store_check, state.config_state)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def healthz(request: Request) -> Response:
@@ -104,7 +109,7 @@ def web_app(state: WebState) -> Starlette:
     async def asyncapi_page(request: Request) -> Response:
         return HTMLResponse(page("asyncapi.html"))
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", lambda request: RedirectResponse("/ops")),
             Route("/ops", ops_page),
@@ -116,6 +121,8 @@ def web_app(state: WebState) -> Starlette:
             Route("/asyncapi", asyncapi_page),
         ]
     )
+    password = required_password(state.settings)
+    return app if password is None else OpsLogin(app, password)
 
 
 class LedgerSlow(Exception):
@@ -197,6 +204,17 @@ def ops_document(
             "examples": list((store_check.missing or ())[:5]),
             "trouble": store_check.trouble,
         },
+    }
+
+
+def config_document(config: ConfigState) -> dict[str, Any]:
+    """Streams and consumers that drifted from their declaration (and were put back)."""
+    return {
+        "checked_at": local_text(config.checked_at) if config.checked_at else None,
+        "drift": [{"what": d.what, "fields": list(d.fields)} for d in config.drift],
+        "repaired": config.repaired,
+        "seen": [{"what": d.what, "fields": list(d.fields)} for d in config.history[-20:]],
+        "trouble": config.trouble,
     }
 
 

@@ -47,6 +47,9 @@ class Unavailable(Model):
 
     status: Literal["unavailable"] = "unavailable"
     reason: str
+    retry_after_s: float | None = Field(
+        default=None, description="过多久再发（秒）：超出本单位的发送速率时给出"
+    )
 
 
 IngestReply = Annotated[Accepted | Rejected | Unavailable, Field(discriminator="status")]

@@ -125,6 +125,12 @@ RULES: dict[str, tuple[str, str]] = {
         "发布单位 {source} 与发布身份 {publisher} 不一致：只能以本单位名义发布",
         "source {source} is not the publishing organisation {publisher}: publish only as yourself",
     ),
+    "id_conflict": (
+        "事件标识 {id} 已用于内容不同的另一事件（事件流序号 {seq}）：重发须与原件完全一致，"
+        "新的事件请使用新的标识",
+        "event id {id} was already used for a different event (events stream seq {seq}): "
+        "a resend must be identical; a new event needs a new id",
+    ),
     "unknown_publisher": (
         "发布单位 {org} 不在组织登记簿中",
         "publisher {org} is not in the organisation registry",

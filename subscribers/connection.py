@@ -8,14 +8,15 @@ server requires TLS.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
 import weakref
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import nats
 import nats.errors
 from nats.aio.client import Client
 
@@ -24,12 +25,36 @@ from subscribers.errors import NatsUnavailable, NotAuthorized
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 2.0
+RETRY_WAIT_S = 0.5
+# seconds as floats: nats-py annotates these int and takes either
+TIMINGS: dict[str, Any] = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "reconnect_time_wait": RETRY_WAIT_S,
+}
+ErrorCallback = Callable[[Exception], Awaitable[None]]
+
 _IDENTITIES: weakref.WeakKeyDictionary[Client, str] = weakref.WeakKeyDictionary()
 
 
 def identity_of(nc: Client) -> str | None:
     """The identity (organisation id) a connection was opened with, when ``connect`` opened it."""
     return _IDENTITIES.get(nc)
+
+
+async def _connect(
+    nc: Client, url: str, name: str, attempts: int, on_error: ErrorCallback, options: dict[str, Any]
+) -> None:
+    await nc.connect(
+        servers=url.split(","),
+        name=name,
+        max_reconnect_attempts=attempts,
+        error_cb=on_error,
+        disconnected_cb=_on_disconnected,
+        reconnected_cb=_on_reconnected,
+        allow_reconnect=True,
+        **(TIMINGS | options),
+    )
 
 
 async def _on_disconnected() -> None:
@@ -94,23 +119,18 @@ async def connect(
             refusals.append(text)
         log.warning("nats.error", extra={"error": text})
 
+    # nats-py can wait for ever on a failed TLS handshake: bound the attempts in time as well
+    bound = None if attempts < 0 else (attempts + 1) * (CONNECT_TIMEOUT_S + RETRY_WAIT_S) + 2
+    nc = Client()
     try:
-        nc = await nats.connect(
-            servers=url.split(","),
-            name=name,
-            connect_timeout=2,
-            reconnect_time_wait=0.5,
-            max_reconnect_attempts=attempts,
-            error_cb=on_error,
-            disconnected_cb=_on_disconnected,
-            reconnected_cb=_on_reconnected,
-            allow_reconnect=True,
-            **options,
-        )
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        async with asyncio.timeout(bound):
+            await _connect(nc, url, name, attempts, on_error, options)
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        await nc.close()  # stops any reconnecting left behind
         if refusals:
             raise NotAuthorized(url, str(creds or "（未提供凭据）"), refusals[-1]) from exc
-        raise NatsUnavailable(url, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        detail = f"{type(exc).__name__}: {exc}".rstrip(": ") or type(exc).__name__
+        raise NatsUnavailable(url, detail) from exc
     if reconnect_attempts is not None:
         nc.options["max_reconnect_attempts"] = reconnect_attempts  # read at each reconnect
     if holder is not None:

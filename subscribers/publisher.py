@@ -86,10 +86,11 @@ class Publisher:
             HubUnavailable: no answer after every retry; the event may be sent again safely.
         """
         body = _encode(event)
-        last = "no attempt"
+        last, told = "no attempt", 0.0
         for attempt in range(self.retries + 1):
             if attempt:
-                await asyncio.sleep(RETRY_PAUSE_S[min(attempt, len(RETRY_PAUSE_S)) - 1])
+                pause = RETRY_PAUSE_S[min(attempt, len(RETRY_PAUSE_S)) - 1]
+                await asyncio.sleep(max(pause, told))  # the hub may say how long to wait
             try:
                 msg = await self.nc.request(
                     self.wire.ingest(self.org), body, timeout=self.timeout_s
@@ -105,7 +106,7 @@ class Publisher:
             if isinstance(reply, Rejected):
                 raise EventRejected(reply.errors, reply.quarantine_seq)
             if isinstance(reply, Unavailable):
-                last = reply.reason
+                last, told = reply.reason, reply.retry_after_s or 0.0
         raise HubUnavailable(f"no acceptance after {self.retries + 1} attempt(s): {last}")
 
 

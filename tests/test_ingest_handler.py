@@ -40,6 +40,9 @@ class MemoryStore:
         self.quarantined.append((subject, raw, errors))
         return len(self.quarantined)
 
+    async def stored(self, seq: int) -> bytes:
+        return list(self.events.values())[seq - 1][1]
+
 
 @pytest.fixture
 def memory_settings() -> HubSettings:
@@ -137,3 +140,45 @@ async def test_bad_event_is_not_answered_rejected_until_the_quarantine_keeps_it(
     reply = await ask(memory_settings, registry, store, "renqiu-scjg", b"not json")
     assert isinstance(reply, Rejected) and reply.quarantine_seq == 1
     assert store.quarantined[0][1] == b"not json"
+
+
+async def test_a_publisher_over_its_rate_is_told_when_to_send_again_and_nothing_is_stored(
+    registry: Registry,
+) -> None:
+    slow = HubSettings(nats_url="nats://in-memory:4222", ingest_rate=0.5, ingest_burst=2)
+    store = MemoryStore()
+    broker = new_broker(slow)
+    register_ingest(broker, slow, Ingest(slow, registry, store, clock=lambda: NOW))
+    replies = []
+    async with TestNatsBroker(broker) as test_broker:
+        for n in range(3):
+            body = event_bytes(event_id=f"rate-{n}")
+            response = await test_broker.request(body, slow.wire.ingest("renqiu-scjg"))
+            replies.append(REPLY_ADAPTER.validate_json(response.body))
+        other = await test_broker.request(
+            event_bytes(source="renqiu-zjj"), slow.wire.ingest("renqiu-zjj")
+        )
+    assert [type(r) for r in replies] == [Accepted, Accepted, Unavailable]
+    throttled = replies[2]
+    assert isinstance(throttled, Unavailable) and throttled.retry_after_s is not None
+    assert 0 < throttled.retry_after_s <= 2.0  # one token every 2 s
+    stored = [key for key in store.events if key.startswith("renqiu-scjg/")]
+    assert stored == ["renqiu-scjg/rate-0", "renqiu-scjg/rate-1"]
+    assert not store.quarantined  # turned away unread
+    assert isinstance(REPLY_ADAPTER.validate_json(other.body), Accepted)  # others unaffected
+
+
+async def test_an_id_sent_again_with_another_body_is_an_id_conflict(
+    memory_settings: HubSettings, registry: Registry
+) -> None:
+    store = MemoryStore()
+    first = await ask(memory_settings, registry, store, "renqiu-scjg", event_bytes(event_id="e1"))
+    same = await ask(memory_settings, registry, store, "renqiu-scjg", event_bytes(event_id="e1"))
+    changed = orjson.loads(event_bytes(event_id="e1"))
+    changed["data"]["entity_name"] = "另一家公司"
+    other = await ask(memory_settings, registry, store, "renqiu-scjg", orjson.dumps(changed))
+    assert isinstance(first, Accepted) and isinstance(same, Accepted) and same.duplicate
+    assert isinstance(other, Rejected)
+    (error,) = other.errors
+    assert (error.field, error.rule) == ("id", "id_conflict")
+    assert "事件流序号 1" in error.message_zh and other.quarantine_seq == 1

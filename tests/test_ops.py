@@ -7,12 +7,15 @@ import json
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
+import httpx
 import pytest
 from faststream.specification import AsyncAPI
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from hub.asyncapi import specification
 from hub.config import HubSettings
+from hub.errors import ConfigError
 from hub.ledger import Backlog, Ledger
 from hub.ops import ops_snapshot
 from hub.registry import Registry
@@ -248,3 +251,29 @@ async def test_the_hub_serves_its_asyncapi_document(hub: Hub) -> None:
     documented = served["channels"]["ingest"]["bindings"]["nats"]
     assert live["bindings"]["nats"]["subject"] == documented["subject"].replace("{org}", "*")
     assert live["bindings"]["nats"]["queue"] == documented["queue"]
+
+
+async def test_the_ops_page_and_metrics_need_the_ops_login_and_the_probes_do_not(
+    settings: HubSettings, registry: Registry
+) -> None:
+    guarded = settings.model_copy(update={"ops_password": SecretStr("县运维口令")})
+    async with hub_running(guarded, registry) as hub:
+        async with httpx.AsyncClient(base_url=hub.web_url, timeout=10) as anonymous:
+            refused = [
+                (await anonymous.get(p)).status_code for p in ("/ops", "/api/ops", "/metrics")
+            ]
+            probes = [(await anonymous.get(p)).status_code for p in ("/healthz", "/readyz")]
+            wrong = await anonymous.get("/api/ops", auth=("ops", "猜一个"))
+            allowed = await anonymous.get("/api/ops", auth=("ops", "县运维口令"))
+    assert refused == [401, 401, 401] and probes == [200, 200]
+    assert wrong.status_code == 401 and "Basic" in wrong.headers["www-authenticate"]
+    assert allowed.status_code == 200 and "orgs" in allowed.json()
+
+
+async def test_an_ops_page_open_to_the_network_without_a_password_is_refused(
+    settings: HubSettings, registry: Registry
+) -> None:
+    exposed = settings.model_copy(update={"web_host": "0.0.0.0"})
+    with pytest.raises(ConfigError, match="HUB_OPS_PASSWORD"):
+        async with hub_running(exposed, registry):
+            pass

@@ -25,7 +25,10 @@ from tests.helpers import eventually
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parent.parent
-LINE = re.compile(r"^(?P<command>\.venv/bin/hub [^#]*?)\s*(?:#\s*(?P<comment>.*))?$")
+LINE = re.compile(
+    r"^(?P<command>(?:[A-Z_]+=\S+ )*\.venv/bin/hub [^#]*?)\s*(?:#\s*(?P<comment>.*))?$"
+)
+ASSIGNMENTS = re.compile(r"^((?:[A-Z_]+=\S+ )*)(.*)$")
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,10 @@ def test_the_readme_documents_commands_to_walk() -> None:
 
 async def run_line(command: Command, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     text = re.sub(r"--port \d+", lambda _: f"--port {free_port()}", command.text)
+    assignments, rest = ASSIGNMENTS.match(text).groups()  # type: ignore[union-attr]
+    exports = "".join(f"export {a}; " for a in assignments.split())
     process = await asyncio.create_subprocess_shell(
-        f"exec {text}",  # the shell becomes the command: Ctrl-C (SIGINT) reaches the hub
+        f"{exports}exec {rest}",  # the shell becomes the command: Ctrl-C (SIGINT) reaches it
         cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,

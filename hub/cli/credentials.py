@@ -76,6 +76,7 @@ def credentials_issue(
         )
     if current is not None:
         authority.revoke(org)
+        org_credentials_path(settings, org).unlink(missing_ok=True)  # the store's copy is stale
     token, text = authority.issue(org, Role.ORG, permissions(settings, org), public_key=public_key)
     write_secret(out, text if text is not None else token + "\n")
     kind = "用户 JWT（与该单位自己的私钥配合使用）" if text is None else "凭据文件（含私钥）"

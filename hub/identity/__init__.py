@@ -14,7 +14,7 @@ from hub.errors import ConfigError
 from hub.identity.authority import Authority, Issued, ServerTrust, holder, write_secret
 from hub.identity.permissions import Permissions, Role, for_admin, for_hub, for_ops, for_org
 from hub.registry import Registry
-from subscribers.credentials import jwt_claims, read_credentials
+from subscribers.credentials import blocks, jwt_claims, read_credentials
 
 __all__ = [
     "ADMIN",
@@ -81,15 +81,9 @@ def _current(path: Path, settings: HubSettings, name: str) -> bool:
     """The file exists and was issued for this subject root (its permissions say so)."""
     if not path.exists():
         return False
-    token = read_credentials(path)
-    claims = jwt_claims(_jwt_of(token.path))
-    allowed = claims.get("nats", {}).get("pub", {}).get("allow", [])
+    token = blocks(path.read_text(encoding="utf-8")).get("NATS USER JWT", "")
+    allowed = jwt_claims(token).get("nats", {}).get("pub", {}).get("allow", []) if token else []
     return sorted(allowed) == sorted(set(permissions(settings, name).publish))
-
-
-def _jwt_of(path: Path) -> str:
-    text = path.read_text(encoding="utf-8")
-    return text.split("-----BEGIN NATS USER JWT-----")[1].split("------END")[0].strip()
 
 
 def issue_into(authority: Authority, settings: HubSettings, name: str, path: Path) -> None:
@@ -115,14 +109,22 @@ def ensure_own(authority: Authority, settings: HubSettings) -> None:
 
 
 def ensure_demo(authority: Authority, settings: HubSettings, registry: Registry) -> None:
-    """Development credentials of every organisation, kept in the store (``hub up`` only).
+    """Development credentials of every organisation never issued any, kept in the store.
 
-    An organisation whose credentials were revoked keeps none: revocation is not undone here.
+    For ``hub up`` only. An organisation that was issued credentials elsewhere, or revoked, is
+    left alone: neither a key handed out nor a revocation is undone here. A key kept in the store
+    is issued again only when the subject root changed.
     """
-    revoked = {i.name for i in authority.issued() if i.revoked_at is not None}
+    current = {i.name: i for i in authority.issued()}
     for org in registry.organisations:
         path = org_credentials_path(settings, org.id)
-        if org.id in revoked and not path.exists():
-            continue
-        if not _current(path, settings, org.id):
+        record = current.get(org.id)
+        if record is None:
+            issue_into(authority, settings, org.id, path)
+        elif (
+            record.revoked_at is None
+            and path.exists()
+            and read_credentials(path).public_key == record.public_key
+            and not _current(path, settings, org.id)
+        ):
             issue_into(authority, settings, org.id, path)
