@@ -62,6 +62,15 @@ class HubSettings(BaseSettings):
     )
     quarantine_max_bytes: int = Field(default=1024**3, ge=1024**2)
     quarantine_max_age_s: float = Field(default=180 * 86400.0, gt=0)
+    workday_overrides: Path | None = Field(
+        default=None, description="working days of years chinese-calendar does not know (TOML)"
+    )
+    hazard_response_hours: float = Field(
+        default=4.0, gt=0, description="Art. 18: hours a department has to report officers sent"
+    )
+    attachment_max_bytes: int = Field(
+        default=1536 * 1024, ge=1024, le=1900 * 1024, description="largest case attachment"
+    )
     drift_check_s: float = Field(
         default=60.0, gt=0, description="how often stream and consumer settings are re-checked"
     )

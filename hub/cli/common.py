@@ -41,6 +41,7 @@ from hub.errors import (
 )
 from hub.identity.sessions import connect_as
 from hub.registry import Registry, load_registry
+from hub.workdays import UnknownYear
 from schemas.envelope import CATEGORIES
 
 T = TypeVar("T")
@@ -97,7 +98,17 @@ def judged(exc: BaseException) -> tuple[Exit, str] | None:
 
 _CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Exit], ...] = (
     (EventRejected, Exit.REJECTED),
-    ((ConfigError, RegistryError, LedgerVersionError, ReaderConflict, NotAuthorized), Exit.USAGE),
+    (
+        (
+            ConfigError,
+            RegistryError,
+            LedgerVersionError,
+            ReaderConflict,
+            NotAuthorized,
+            UnknownYear,
+        ),
+        Exit.USAGE,
+    ),
     ((FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError), Exit.USAGE),
     ((HubUnavailable, NatsServerError), Exit.UNAVAILABLE),
     ((nats.errors.Error, DBAPIError, TimeoutError, OSError), Exit.UNAVAILABLE),
