@@ -71,6 +71,9 @@ class HubSettings(BaseSettings):
     attachment_max_bytes: int = Field(
         default=1536 * 1024, ge=1024, le=1900 * 1024, description="largest case attachment"
     )
+    case_watch_s: float = Field(
+        default=10.0, gt=0, description="how often passed case deadlines are looked for"
+    )
     drift_check_s: float = Field(
         default=60.0, gt=0, description="how often stream and consumer settings are re-checked"
     )

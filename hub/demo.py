@@ -1,7 +1,8 @@
 """The live demo county: real organisations of the registry publishing and receiving over the hub.
 
 Every organisation of the county (but offices) runs the recipient SDK; publishers take turns through
-the seven categories, and every few rounds one sends a broken event to show a rejection.
+the seven categories, and every few rounds one sends a broken event to show a rejection. Two cases
+are opened at the start (``hub.demo_cases``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from nats.aio.client import Client
 
 from hub.config import HubSettings
+from hub.demo_cases import DemoCases
 from hub.errors import EventRejected, HubUnavailable
 from hub.identity.sessions import connect_as
 from hub.registry import OrgKind, Registry
@@ -48,6 +50,7 @@ class DemoCounty:
         self.redacted: dict[str, set[str]] = defaultdict(set)
         self.changed = asyncio.Condition()
         self.published = self.accepted = self.rejected = 0
+        self.cases = DemoCases(settings, registry, emit)
 
     async def run(self, stop: asyncio.Event, *, interval_s: float = 3.0, rounds: int = 0) -> None:
         """Publish one event every ``interval_s`` until ``stop`` (or ``rounds`` events, if > 0)."""
@@ -69,6 +72,7 @@ class DemoCounty:
                     recipient = Recipient(connections[org.id], org.id, wire=self.settings.wire)
                     tasks.create_task(recipient.run(self._handler(org.id), stop))
                 tasks.create_task(self._publish_loop(connections, stop, interval_s, rounds))
+                tasks.create_task(self.cases.run(connections, self.county))
         finally:
             for nc in connections.values():
                 await nc.drain()

@@ -15,15 +15,17 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from hub.admission import Admission
+from hub.cases.desk import CaseDesk
 from hub.config import HubSettings
 from hub.envelope import dump_event, parse_event, peek, personal_data_addressees, too_large
 from hub.errors import EventRejected
 from hub.registry import Registry
 from hub.routing import recipients_for
 from hub.timeliness import Clock
+from hub.workdays import UnknownYear
 from schemas.common import resident_id_needs_review
 from schemas.complaint_outcome import ComplaintOutcome
-from schemas.envelope import Event
+from schemas.envelope import CASE_STEPS, Event
 from schemas.replies import Accepted, FieldError, IngestReply, Rejected, Unavailable
 from schemas.rules import explain
 from schemas.wire import (
@@ -81,8 +83,10 @@ class Ingest:
         store: EventStore,
         clock: Clock = utc_now,
         metrics: IngestMetrics | None = None,
+        cases: CaseDesk | None = None,
     ) -> None:
         self.settings, self.registry, self.store, self.clock = settings, registry, store, clock
+        self.cases = cases
         self.wire = settings.wire
         self.metrics = metrics
         self.admission = Admission(settings.ingest_rate, settings.ingest_burst)
@@ -101,14 +105,13 @@ class Ingest:
             )
         now = self.clock()
         try:
-            event, recipients = self._check(publisher, raw, now)
+            event = self._check(publisher, raw, now)
+            if event.category in CASE_STEPS:
+                return await self._case_step(publisher, raw, event, now)
+            recipients = recipients_for(event, self.registry)
         except EventRejected as rejection:
             return await self._reject(publisher, raw, rejection.errors)
-        headers = {
-            HEADER_MSG_ID: self.wire.event_msg_id(event.key),
-            HEADER_PUBLISHED_AT: now.astimezone(UTC).isoformat(),
-            HEADER_RECIPIENTS: ",".join(recipients),
-        }
+        headers = self._headers(event, now) | {HEADER_RECIPIENTS: ",".join(recipients)}
         if addressees := personal_data_addressees(event):
             headers[HEADER_PERSONAL_DATA_TO] = ",".join(addressees)
         body = dump_event(event)
@@ -120,8 +123,35 @@ class Ingest:
                 conflict = explain("id", "id_conflict", {"id": event.id, "seq": seq})
                 return await self._reject(publisher, raw, (conflict,))
         except StoreUnavailable as exc:
-            log.warning("ingest.store_unavailable", extra={"event": event.key, "reason": str(exc)})
-            return Unavailable(reason=f"event store did not confirm the write: {exc}")
+            return _unavailable(event, exc)
+        return self._accepted(event, seq, duplicate, recipients)
+
+    async def _case_step(
+        self, publisher: str, raw: bytes, event: Event, now: datetime
+    ) -> IngestReply:
+        """A step of a case workflow: judged against its case, appended to it."""
+        if self.cases is None:
+            raise EventRejected([explain("type", "case_kind", {"step_zh": event.type})])
+        try:
+            admitted = await self.cases.admit(
+                event, dump_event(event), self._headers(event, now), now
+            )
+        except StoreUnavailable as exc:
+            return _unavailable(event, exc)
+        except UnknownYear as exc:  # never a guess: ops must add the year to the override file
+            log.error("case.calendar_unknown", extra={"year": exc.year, "event": event.key})
+            return Unavailable(reason=str(exc))
+        return self._accepted(event, admitted.seq, admitted.duplicate, admitted.recipients)
+
+    def _headers(self, event: Event, now: datetime) -> dict[str, str]:
+        return {
+            HEADER_MSG_ID: self.wire.event_msg_id(event.key),
+            HEADER_PUBLISHED_AT: now.astimezone(UTC).isoformat(),
+        }
+
+    def _accepted(
+        self, event: Event, seq: int, duplicate: bool, recipients: tuple[str, ...]
+    ) -> Accepted:
         log.debug("ingest.accepted", extra={"event": event.key, "seq": seq, "duplicate": duplicate})
         if self.metrics is not None and not duplicate:
             self.metrics.count_accepted(event.category)
@@ -134,7 +164,7 @@ class Ingest:
             warnings=_review_warnings(event),
         )
 
-    def _check(self, publisher: str, raw: bytes, now: datetime) -> tuple[Event, tuple[str, ...]]:
+    def _check(self, publisher: str, raw: bytes, now: datetime) -> Event:
         if len(raw) > self.settings.max_event_bytes:
             raise too_large(len(raw), self.settings.max_event_bytes)
         identity = self._identity_errors(publisher, peek(raw).get("source"))
@@ -144,7 +174,7 @@ class Ingest:
             raise EventRejected(identity + list(rejection.errors)) from None
         if identity:
             raise EventRejected(identity)
-        return event, recipients_for(event, self.registry)
+        return event
 
     def _identity_errors(self, publisher: str, source: object) -> list[FieldError]:
         if publisher not in self.registry:
@@ -178,6 +208,11 @@ class Ingest:
             errors=errors,
             quarantine_seq=seq,
         )
+
+
+def _unavailable(event: Event, exc: StoreUnavailable) -> Unavailable:
+    log.warning("ingest.store_unavailable", extra={"event": event.key, "reason": str(exc)})
+    return Unavailable(reason=f"event store did not confirm the write: {exc}")
 
 
 def _review_warnings(event: Event) -> tuple[FieldError, ...]:

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeHistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from hub.cases.state import CaseKind
 from hub.ops import OpsSnapshot
 from hub.provisioning import ConfigState
 from hub.reconcile import StoreCheck
@@ -110,6 +111,12 @@ class HubMetrics:
             "1 when the latest store check ran, 0 when it could not (database or NATS away)",
             registry=self.registry,
         )
+        self.cases_overdue = Gauge(
+            "hub_cases_overdue",
+            "Case deadlines past due with their step still owed, by kind of case",
+            ["kind"],
+            registry=self.registry,
+        )
         self._lag = _LagHistogram()
         self.registry.register(self._lag)
 
@@ -143,6 +150,10 @@ class HubMetrics:
             self.gauges["hub_dead_letters"].labels(org.org).set(org.dead_lettered)
             if (rate := org.today_on_time_rate) is not None:
                 self.gauges["hub_on_time_ratio_today"].labels(org.org).set(rate)
+        self.cases_overdue.clear()
+        for kind in CaseKind:
+            overdue = sum(c.kind == kind for c in snapshot.overdue_cases)
+            self.cases_overdue.labels(kind=kind.value).set(overdue)
         lags: dict[str, list[float]] = defaultdict(list)
         for pair in snapshot.today:
             if (lag := pair.lag_s) is not None:

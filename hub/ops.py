@@ -10,6 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
+from hub.cases.state import KIND_ZH as CASE_KIND_ZH
+from hub.cases.state import CaseKind
 from hub.ledger import Backlog, DeliveryRow, Ledger
 from hub.registry import KIND_ZH, Organisation, Registry
 from hub.reports import Judged, judged, nearest_rank
@@ -62,6 +64,22 @@ class LagHour:
 
 
 @dataclass(frozen=True)
+class OverdueCase:
+    """A case deadline that has passed with its step still owed."""
+
+    case: str
+    kind: str
+    kind_zh: str
+    party: str
+    party_name: str
+    county_name: str
+    step_zh: str
+    due_at: datetime
+    overdue_s: float
+    noticed: bool  # the hub's notice went to both parties
+
+
+@dataclass(frozen=True)
 class OpsSnapshot:
     """Everything the ops page shows."""
 
@@ -75,6 +93,7 @@ class OpsSnapshot:
     at_risk: list[AtRisk]
     lag_by_hour: list[LagHour]
     today: list[Judged]  # today's deliveries in scope, judged at ``generated_at``
+    overdue_cases: list[OverdueCase]
 
 
 def _in_scope(org: Organisation, county: str | None) -> bool:
@@ -121,7 +140,34 @@ async def ops_snapshot(
         at_risk=at_risk,
         lag_by_hour=_lag_by_hour(in_scope),
         today=in_scope,
+        overdue_cases=await _overdue_cases(ledger, registry, now, county),
     )
+
+
+async def _overdue_cases(
+    ledger: Ledger, registry: Registry, now: datetime, county: str | None
+) -> list[OverdueCase]:
+    """Deadlines past due and still owed, the longest overdue first."""
+    found = []
+    for row in await ledger.case_deadlines(due_before=now):
+        party = registry.org(row.party) if row.party in registry else None
+        if party is None or not _in_scope(party, county):
+            continue
+        found.append(
+            OverdueCase(
+                case=row.case_key,
+                kind=row.kind,
+                kind_zh=CASE_KIND_ZH[CaseKind(row.kind)],
+                party=row.party,
+                party_name=party.name,
+                county_name=registry.county(party.county).name,
+                step_zh=row.step_zh,
+                due_at=row.due_at,
+                overdue_s=(now - row.due_at).total_seconds(),
+                noticed=row.noticed_overdue,
+            )
+        )
+    return found
 
 
 def _status(

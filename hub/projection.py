@@ -22,12 +22,19 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from hub.cases.state import CaseState
 from hub.config import HubSettings
-from hub.ledger import EventRecord, Ledger, ReceiptRecord
+from hub.ledger import CaseStep, EventRecord, Ledger, ReceiptRecord
 from hub.streams import read_stream
 from schemas.envelope import DELIVERED, EVENT_ADAPTER, summary_zh
 from schemas.receipt import Receipt, ReceiptBatch
-from schemas.wire import HEADER_MSG_ID, HEADER_PUBLISHED_AT, HEADER_RECIPIENTS, Wire
+from schemas.wire import (
+    HEADER_CASE_STATE,
+    HEADER_MSG_ID,
+    HEADER_PUBLISHED_AT,
+    HEADER_RECIPIENTS,
+    Wire,
+)
 from subscribers.consume import pull_batches
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,10 @@ def stored_at(receipt: Receipt, stored: datetime) -> datetime:
 
 class ForeignRecord(ValueError):
     """A message the ledger cannot take: not written by the hub, or a receipt for someone else."""
+
+
+class NotACaseStep(ValueError):
+    """An event that belongs to no case (an Art. 15 event): nothing to record about cases."""
 
 
 def event_record(msg: Msg) -> EventRecord:
@@ -74,6 +85,19 @@ def event_record(msg: Msg) -> EventRecord:
     )
 
 
+def case_step(msg: Msg) -> CaseStep:
+    """The case after a step (``ForeignRecord`` for a message that is not a case step)."""
+    state = (msg.headers or {}).get(HEADER_CASE_STATE)
+    if state is None:
+        raise NotACaseStep
+    try:
+        return CaseStep(msg.metadata.sequence.stream, CaseState.model_validate_json(state))
+    except ValidationError as exc:
+        raise ForeignRecord(
+            f"events seq {msg.metadata.sequence.stream}: case state: {exc}"
+        ) from exc
+
+
 def receipt_records(
     msg: Msg, wire: Wire, receipt_time: ReceiptTime = stored_at
 ) -> list[ReceiptRecord]:
@@ -95,6 +119,8 @@ def _readable(msgs: list[Msg], read: Callable[[Msg], T]) -> list[T]:
     for msg in msgs:
         try:
             found.append(read(msg))
+        except NotACaseStep:
+            continue
         except ForeignRecord as exc:
             log.error("ledger.foreign_record", extra={"why": str(exc)})
     return found
@@ -107,7 +133,7 @@ def applier(
     if stream == wire.events_stream:
 
         async def apply_events(msgs: list[Msg]) -> None:
-            await ledger.apply(_readable(msgs, event_record), [])
+            await ledger.apply(_readable(msgs, event_record), [], _readable(msgs, case_step))
 
         return apply_events
 

@@ -23,7 +23,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, ConsumerInfo
+from nats.js.api import ConsumerConfig, ConsumerInfo, KeyValueConfig, ObjectStoreConfig
 
 from hub.config import HubSettings
 from hub.errors import HubError, HubNotFound
@@ -141,6 +141,34 @@ class Provisioner:
             return
         await self._ensure_streams(self.admin)
         await self._ensure_consumers(self.admin)
+        await self._ensure_buckets(self.admin)
+
+    async def _ensure_buckets(self, js: JetStreamContext) -> None:
+        """The attachment store and its grants: created once, then kept undeletable."""
+        wire, replicas = self.settings.wire, self.settings.replicas
+        try:
+            await js.object_store(wire.attachments_bucket)
+        except nats.js.errors.BucketNotFoundError:
+            await js.create_object_store(
+                wire.attachments_bucket,
+                ObjectStoreConfig(description="案件附件（以 SHA-256 命名）", replicas=replicas),
+            )
+        try:
+            await js.key_value(wire.grants_bucket)
+        except nats.js.errors.BucketNotFoundError:
+            await js.create_key_value(
+                KeyValueConfig(
+                    bucket=wire.grants_bucket,
+                    description="附件的使用权",
+                    history=5,
+                    replicas=replicas,
+                )
+            )
+        for stream in wire.store_streams:
+            config = (await js.stream_info(stream)).config
+            if not config.deny_delete:  # evidence of a case: no single message is removed
+                config.deny_delete = True
+                await js.update_stream(config)
 
     async def _ensure_streams(self, js: JetStreamContext) -> None:
         for config in stream_configs(self.settings):

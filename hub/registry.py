@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from hub.errors import RegistryError
+from schemas.case_notice import HUB_SOURCE, HUB_SOURCE_ZH
 from schemas.common import Model, OrgId, Phone
 from schemas.envelope import CATEGORIES
 from schemas.rules import field_path
@@ -128,6 +129,8 @@ def _problems(file: RegistryFile) -> Iterable[str]:
     yield from (f"county {c}: listed twice" for c in _repeated(county_ids))
     org_ids = [o.id for o in file.org]
     yield from (f"org {o}: listed twice" for o in _repeated(org_ids))
+    if HUB_SOURCE in org_ids:
+        yield f"org {HUB_SOURCE}: reserved for the hub's own notices"
     known = set(county_ids)
     yield from (f"org {o.id}: unknown county {o.county}" for o in file.org if o.county not in known)
     county_of = {o.id: o.county for o in file.org}
@@ -184,7 +187,9 @@ class Registry:
     def name(self, org_id: str) -> str:
         """The Chinese name of an organisation, or the id itself when unknown."""
         org = self._orgs.get(org_id)
-        return org.name if org else org_id
+        if org is None:
+            return HUB_SOURCE_ZH if org_id == HUB_SOURCE else org_id
+        return org.name
 
     def members(self, county_id: str) -> tuple[Organisation, ...]:
         """The organisations of one county."""

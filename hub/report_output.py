@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hub.cases.scores import CaseRow
 from hub.ledger import DeliveryState
 from hub.reports import DailyReport, Item, Line, OrgReport, Tally
 from hub.timeliness import CAUSE_ZH, VERDICT_ZH
@@ -230,8 +231,10 @@ def render_daily(report: DailyReport, fmt: Format) -> str:
     )
 
 
-def render_org(report: OrgReport, fmt: Format, *, items_only: bool = False) -> str:
-    """One organisation's scorecard in ``fmt`` (CSV: the scorecard, or the items alone)."""
+def render_org(
+    report: OrgReport, fmt: Format, *, items_only: bool = False, cases_only: bool = False
+) -> str:
+    """One organisation's scorecard in ``fmt`` (CSV: the scorecard, the items or the cases)."""
     if fmt is Format.JSON:
         return json.dumps(
             {
@@ -246,10 +249,13 @@ def render_org(report: OrgReport, fmt: Format, *, items_only: bool = False) -> s
                 "as_publisher": [_line_dict(line) for line in report.as_publisher],
                 "as_recipient": [_line_dict(line) for line in report.as_recipient],
                 "items": [_item_dict(item) for item in report.items],
+                "cases": [asdict(row) for row in report.cases],
             },
             ensure_ascii=False,
             indent=2,
         )
+    if fmt is Format.CSV and cases_only:
+        return _csv([label for _, label in CASE_COLUMNS], (_case_cells(r) for r in report.cases))
     if fmt is Format.CSV and items_only:
         return _csv([label for _, label in ITEM_COLUMNS], (_item_cells(i) for i in report.items))
     if fmt is Format.CSV:
@@ -271,9 +277,34 @@ def render_org(report: OrgReport, fmt: Format, *, items_only: bool = False) -> s
         items.add_column(label)
     for item in report.items:
         items.add_row(*_item_cells(item))
+    cases = Table(
+        title="案件办理（移交、协助、隐患通知、投诉举报：本单位应办步骤）", title_justify="left"
+    )
+    for name, label in CASE_COLUMNS:
+        cases.add_column(label, justify="left" if name in ("role_zh", "kind_zh") else "right")
+    for row in report.cases:
+        cases.add_row(*_case_cells(row))
     return _print(
         heading,
         _table("作为发布单位（送达各接收单位的情况）", "发布单位", report.as_publisher),
         _table("作为接收单位", "接收单位", report.as_recipient),
         items,
+        cases,
     )
+
+
+CASE_COLUMNS = (
+    ("role_zh", "角色"),
+    ("kind_zh", "案件类型"),
+    ("cases", "案件数"),
+    ("on_time", "按期完成"),
+    ("late", "逾期完成"),
+    ("overdue", "逾期未完成"),
+    ("pending", "未到期"),
+    ("not_ours", "答复不属管辖"),
+    ("escalated", "报县政府或争议协调"),
+)
+
+
+def _case_cells(row: CaseRow) -> list[str]:
+    return [str(getattr(row, name)) for name, _ in CASE_COLUMNS]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from hub.cases.scores import CaseRow, case_rows
 from hub.ledger import DeliveryRow, Ledger
 from hub.registry import Registry
 from hub.timeliness import Cause, Judgement, Verdict, judge, shanghai_day
@@ -192,6 +193,7 @@ class OrgReport:
     as_publisher: list[Line]
     as_recipient: list[Line]
     items: list[Item] = field(default_factory=list)
+    cases: list[CaseRow] = field(default_factory=list)  # Art. 7, 18, 20: the case workflows
 
     @property
     def same_day_publication_rate(self) -> float | None:
@@ -220,6 +222,7 @@ async def org_report(
         as_publisher=lines(published, lambda r: r.publisher or "?", registry),
         as_recipient=lines(received, lambda r: r.recipient, registry),
         items=_items(published, received),
+        cases=case_rows(await ledger.case_states(org=org), org, day_from, day_to, now),
     )
 
 

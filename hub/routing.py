@@ -9,7 +9,7 @@ from __future__ import annotations
 from hub.errors import EventRejected
 from hub.registry import Registry
 from schemas.complaint_outcome import ComplaintOutcome
-from schemas.envelope import CATEGORIES, Event
+from schemas.envelope import Event, label_of
 from schemas.replies import FieldError
 from schemas.rules import explain
 
@@ -30,7 +30,7 @@ def recipients_for(event: Event, registry: Registry) -> tuple[str, ...]:
                 explain(
                     "recipients",
                     "no_recipients",
-                    {"kind": publisher.kind_zh, "category": CATEGORIES[event.category].label},
+                    {"kind": publisher.kind_zh, "category": label_of(event.category)},
                 )
             )
     else:

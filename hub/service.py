@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +13,15 @@ import nats.errors
 from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
 from faststream.nats.security import NatsCredentials, NatsSecurity
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from hub.advisories import DeadLetters
+from hub.attachments import Attachments, header_text, reply_with
+from hub.cases.answers import CaseAnswers
+from hub.cases.desk import CaseDesk
+from hub.cases.rules import CaseRules
+from hub.cases.watch import OverdueWatch
 from hub.config import HubSettings
 from hub.delivery import FanOut
 from hub.envelope import dump_reply
@@ -34,6 +40,8 @@ from hub.rejections import follow as follow_rejections
 from hub.streams import JetStreamStore
 from hub.timeliness import Clock
 from hub.web import WebState, web_app
+from hub.workdays import WorkdayCalendar
+from schemas.wire import HEADER_ANSWER_ERROR
 from subscribers.credentials import inbox_prefix
 from subscribers.serving import address, listening, serve_asgi
 
@@ -99,6 +107,21 @@ def register_ingest(broker: NatsBroker, settings: HubSettings, ingest: Ingest) -
         return dump_reply(reply)
 
 
+def answering(handler: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
+    """A request handler that answers "internal error" (and logs why) instead of going silent."""
+
+    async def handle(msg: Msg) -> None:
+        try:
+            await handler(msg)
+        except Exception:
+            log.exception("endpoint.failed", extra={"subject": msg.subject})
+            if msg.reply:
+                error = header_text("枢纽内部错误，已记录日志；请稍后重试")
+                await reply_with(msg, b"", {HEADER_ANSWER_ERROR: error})
+
+    return handle
+
+
 @dataclass
 class Hub:
     """A running hub: its broker and JetStream context."""
@@ -145,8 +168,25 @@ async def running_hub(
         provisioner = Provisioner(settings, registry, js, admin, clock)
         await provisioner.ensure()
         store = JetStreamStore(js, settings.wire, settings.request_timeout_s)
-        register_ingest(broker, settings, Ingest(settings, registry, store, clock, metrics))
+        attachments = await Attachments.open(js, settings)
+        calendar = WorkdayCalendar.load(settings.workday_overrides)
+        rules = CaseRules(registry, calendar, settings.hazard_response_hours)
+        desk = CaseDesk(store, rules, attachments, settings.wire)
+        ingest = Ingest(settings, registry, store, clock, metrics, cases=desk)
+        register_ingest(broker, settings, ingest)
         await broker.start()
+        endpoints = [
+            (settings.wire.attach_any, "hub-attach", attachments.answer_upload),
+            (settings.wire.attachment_any, "hub-attachment", attachments.answer_fetch),
+        ]
+        if settings.project_ledger:  # the ledger answers case questions
+            answers = CaseAnswers(ledger, registry, settings.wire, clock)
+            endpoints.append((settings.wire.cases_any, "hub-cases", answers.answer))
+        for subject, queue, handler in endpoints:
+            subscription = await broker.connection.subscribe(
+                subject, queue=queue, cb=answering(handler)
+            )
+            stack.push_async_callback(subscription.unsubscribe)
         store_checker = StoreChecker(broker.connection, js, settings.wire, ledger, clock)
         store_check, rejections = store_checker.outcome, Rejections()
         web = web_app(
@@ -173,6 +213,8 @@ async def running_hub(
             if settings.project_ledger:
                 projector = Projector(js, settings, ledger, receipt_time=receipt_time)
                 tasks.create_task(projector.run(stop))
+                watch = OverdueWatch(desk, ledger, clock, settings.case_watch_s)
+                tasks.create_task(watch.run(stop))
             tasks.create_task(DeadLetters(js, settings).run(stop))
             tasks.create_task(provisioner.run(stop))
             tasks.create_task(follow_rejections(js, settings.wire, rejections, clock, stop))

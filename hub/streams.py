@@ -24,11 +24,13 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from hub.cases.desk import CaseRaced, LastStep
+from hub.cases.state import CaseState
 from hub.config import HubSettings, bundle_bytes
 from hub.envelope import quarantine_headers
 from hub.ingest import StoreUnavailable
 from schemas.replies import FieldError
-from schemas.wire import CONSUMER_BACKOFF_KEY, Wire
+from schemas.wire import CONSUMER_BACKOFF_KEY, HEADER_CASE_STATE, Wire
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,8 @@ DAY_S = 86400.0
 HEADROOM_BYTES = 64 * 1024  # headers: the recipient list of a large county, ids, times
 MAX_RECIPIENTS = 100_000  # China has about 2,800 county-level units and 38,000 townships
 READ_TIMEOUT_S = 10.0  # a stream read stalls this long only if the server stops answering
-STREAM_NOT_FOUND = 10059  # JetStream's error code
+STREAM_NOT_FOUND = 10059  # JetStream's error codes
+WRONG_LAST_SEQUENCE = 10071
 
 
 def stream_configs(settings: HubSettings) -> list[StreamConfig]:
@@ -226,6 +229,34 @@ class JetStreamStore:
         headers = quarantine_headers(errors, datetime.now(UTC))
         ack = await self._publish(subject, raw, headers)
         return int(ack.seq)
+
+    async def last(self, subject: str) -> LastStep | None:
+        """The latest case step stored on ``subject``, with the case's state after it."""
+        try:
+            found = await self.js.get_last_msg(self.wire.events_stream, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+        state = CaseState.model_validate_json((found.headers or {})[HEADER_CASE_STATE])
+        state.steps[-1].seq = found.seq  # a step's own sequence is known once it is stored
+        return LastStep(int(found.seq or 0), found.data or b"", state)
+
+    async def body(self, seq: int) -> bytes:
+        """The body stored at ``seq``."""
+        return await self.stored(seq)
+
+    async def append(self, subject: str, body: bytes, headers: dict[str, str]) -> tuple[int, bool]:
+        """Store a case step if its case has not moved since it was read."""
+        try:
+            ack = await self.js.publish(subject, body, timeout=self.timeout, headers=headers)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise CaseRaced(subject) from exc
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from exc
+        return ack.seq, bool(ack.duplicate)
 
     async def stored(self, seq: int) -> bytes:
         """The body of the accepted event at ``seq`` (to compare a resend with)."""

@@ -197,6 +197,7 @@ def ops_document(
         ],
         "at_risk": [asdict(a) | {"oldest_formed": when(a.oldest_formed)} for a in snapshot.at_risk],
         "lag_by_hour": [asdict(h) for h in snapshot.lag_by_hour],
+        "overdue_cases": [asdict(c) | {"due_at": when(c.due_at)} for c in snapshot.overdue_cases],
         "store_check": {
             "checked_at": when(store_check.checked_at),
             "full_checked_at": when(store_check.full_checked_at),

@@ -21,13 +21,18 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from schemas import (
+    assistance,
+    case_notice,
     complaint_outcome,
     discretion_standard,
+    hazard,
     inspection_record,
     law_change,
     other,
     permit,
+    referral,
     statistics,
+    transfer,
 )
 from schemas.common import EventId, Model, OrgId, Title
 from schemas.shanghai import local_iso
@@ -149,6 +154,118 @@ class OtherEvent(EnvelopeBase):
     data: other.Other
 
 
+class CaseTransferEvent(EnvelopeBase):
+    """第七至九条：案件移交。"""
+
+    type: Literal["case_transfer.v1"]
+    data: transfer.CaseTransfer
+
+
+class TransferExtensionEvent(EnvelopeBase):
+    """第七条：延长移交期限的事先告知。"""
+
+    type: Literal["case_transfer_extension.v1"]
+    data: transfer.TransferExtension
+
+
+class TransferReplyEvent(EnvelopeBase):
+    """第七条：受理情况的书面告知。"""
+
+    type: Literal["case_transfer_reply.v1"]
+    data: transfer.TransferReply
+
+
+class CaseDecisionEvent(EnvelopeBase):
+    """第七条：县人民政府的管辖决定。"""
+
+    type: Literal["case_decision.v1"]
+    data: transfer.CaseDecision
+
+
+class JurisdictionDisputeEvent(EnvelopeBase):
+    """第二十一条：职责分工争议。"""
+
+    type: Literal["jurisdiction_dispute.v1"]
+    data: transfer.JurisdictionDispute
+
+
+class DisputeDecisionEvent(EnvelopeBase):
+    """第二十一条：争议的协调决定。"""
+
+    type: Literal["dispute_decision.v1"]
+    data: transfer.DisputeDecision
+
+
+class AssistanceRequestEvent(EnvelopeBase):
+    """第二十条：协助函件。"""
+
+    type: Literal["assistance_request.v1"]
+    data: assistance.AssistanceRequest
+
+
+class SupplementRequestEvent(EnvelopeBase):
+    """第二十条：需要补充资料的告知。"""
+
+    type: Literal["assistance_supplement_request.v1"]
+    data: assistance.SupplementRequest
+
+
+class SupplementEvent(EnvelopeBase):
+    """第二十条：补充的资料。"""
+
+    type: Literal["assistance_supplement.v1"]
+    data: assistance.Supplement
+
+
+class AssistanceExtensionEvent(EnvelopeBase):
+    """第二十条：答复延期。"""
+
+    type: Literal["assistance_extension.v1"]
+    data: assistance.AssistanceExtension
+
+
+class AssistanceReplyEvent(EnvelopeBase):
+    """第二十条：书面意见。"""
+
+    type: Literal["assistance_reply.v1"]
+    data: assistance.AssistanceReply
+
+
+class HazardNoticeEvent(EnvelopeBase):
+    """第十八条：隐患通知。"""
+
+    type: Literal["hazard_notice.v1"]
+    data: hazard.HazardNotice
+
+
+class HazardResponseEvent(EnvelopeBase):
+    """第十八条：派员及处置结果。"""
+
+    type: Literal["hazard_response.v1"]
+    data: hazard.HazardResponse
+
+
+class ComplaintReferralEvent(EnvelopeBase):
+    """第十至十四条：投诉举报的移交或告知处理。"""
+
+    type: Literal["complaint_referral.v1"]
+    data: referral.ComplaintReferral
+
+
+class ComplaintFeedbackEvent(EnvelopeBase):
+    """第十、十四条：处理结果反馈。"""
+
+    type: Literal["complaint_feedback.v1"]
+    data: referral.ComplaintFeedback
+
+
+class CaseOverdueEvent(EnvelopeBase):
+    """枢纽发出的逾期提醒。"""
+
+    type: Literal["case_overdue.v1"]
+    data: case_notice.CaseOverdue
+
+
 Event = Annotated[
     LawChangeEvent
     | PermitEvent
@@ -156,7 +273,23 @@ Event = Annotated[
     | DiscretionStandardEvent
     | InspectionRecordEvent
     | ComplaintOutcomeEvent
-    | OtherEvent,
+    | OtherEvent
+    | CaseTransferEvent
+    | TransferExtensionEvent
+    | TransferReplyEvent
+    | CaseDecisionEvent
+    | JurisdictionDisputeEvent
+    | DisputeDecisionEvent
+    | AssistanceRequestEvent
+    | SupplementRequestEvent
+    | SupplementEvent
+    | AssistanceExtensionEvent
+    | AssistanceReplyEvent
+    | HazardNoticeEvent
+    | HazardResponseEvent
+    | ComplaintReferralEvent
+    | ComplaintFeedbackEvent
+    | CaseOverdueEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -196,7 +329,63 @@ CATEGORIES: dict[str, Category] = {
         Category(7, "other", other.LABEL, "其他信息", OtherEvent),
     )
 }
+
+
+@dataclass(frozen=True)
+class CaseStep:
+    """One kind of case message: its type, the kind of case, its name, whether it opens a case."""
+
+    name: str
+    case_kind: str  # transfer, assistance, hazard, complaint, notice
+    label: str
+    event: type[EnvelopeBase]
+    opens: bool = False
+
+    @property
+    def type(self) -> str:
+        """The versioned event type, e.g. ``case_transfer.v1``."""
+        return f"{self.name}.v1"
+
+
+CASE_STEPS: dict[str, CaseStep] = {
+    s.name: s
+    for s in (
+        CaseStep("case_transfer", "transfer", "案件移交", CaseTransferEvent, opens=True),
+        CaseStep(
+            "case_transfer_extension", "transfer", "延长移交期限告知", TransferExtensionEvent, True
+        ),
+        CaseStep("case_transfer_reply", "transfer", "移交案件受理回复", TransferReplyEvent),
+        CaseStep("case_decision", "transfer", "县政府管辖决定", CaseDecisionEvent),
+        CaseStep("jurisdiction_dispute", "transfer", "职责分工争议", JurisdictionDisputeEvent),
+        CaseStep("dispute_decision", "transfer", "争议协调决定", DisputeDecisionEvent),
+        CaseStep("assistance_request", "assistance", "协助函", AssistanceRequestEvent, True),
+        CaseStep(
+            "assistance_supplement_request", "assistance", "补充资料告知", SupplementRequestEvent
+        ),
+        CaseStep("assistance_supplement", "assistance", "补充资料", SupplementEvent),
+        CaseStep("assistance_extension", "assistance", "协助答复延期", AssistanceExtensionEvent),
+        CaseStep("assistance_reply", "assistance", "协助书面意见", AssistanceReplyEvent),
+        CaseStep("hazard_notice", "hazard", "隐患通知", HazardNoticeEvent, opens=True),
+        CaseStep("hazard_response", "hazard", "隐患处置报告", HazardResponseEvent),
+        CaseStep("complaint_referral", "complaint", "投诉举报移交", ComplaintReferralEvent, True),
+        CaseStep("complaint_feedback", "complaint", "投诉举报处理反馈", ComplaintFeedbackEvent),
+        CaseStep("case_overdue", "notice", "逾期提醒", CaseOverdueEvent),
+    )
+}
 EVENT_TYPES: tuple[str, ...] = tuple(c.type for c in CATEGORIES.values())
+CASE_TYPES: tuple[str, ...] = tuple(s.type for s in CASE_STEPS.values())
+
+
+def model_of(category: str) -> type[EnvelopeBase]:
+    """The event class of an Art. 15 category or of a kind of case message."""
+    return CATEGORIES[category].event if category in CATEGORIES else CASE_STEPS[category].event
+
+
+def label_of(category: str) -> str:
+    """The Chinese name of an Art. 15 category or of a kind of case message."""
+    if category in CATEGORIES:
+        return CATEGORIES[category].label
+    return CASE_STEPS[category].label if category in CASE_STEPS else category
 
 
 def summary_zh(event: Event) -> str:

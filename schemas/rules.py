@@ -148,6 +148,73 @@ RULES: dict[str, tuple[str, str]] = {
         "按路由规则没有接收单位（{kind}发布的{category}），请用 recipients 指定",
         "the routing rules give no recipient ({category} from a {kind}); name them in recipients",
     ),
+    # the case workflows (Art. 7–14, 18, 20, 21), checked by the hub against the case
+    "materials_missing": (
+        "移交材料不全，缺少：{missing_zh}（第八条）",
+        "the transfer lacks {missing} (Art. 8)",
+    ),
+    "case_recipients": (
+        "案件步骤的接收单位由案件决定，不能另行指定",
+        "a case step goes to the case's parties: recipients may not be named",
+    ),
+    "case_exists": (
+        "案件 {case} 已存在（{status_zh}）：同一案件不得重复发起",
+        "case {case} already exists ({status}): it cannot be opened again",
+    ),
+    "case_unknown": (
+        "案件 {case} 不存在或尚未送达，不能在收到之前{step_zh}",
+        "case {case} does not exist or has not been received: it cannot be answered yet",
+    ),
+    "case_kind": (
+        "{step_zh}不适用于{kind_zh}案件 {case}",
+        "this step does not belong to a case of kind {kind}",
+    ),
+    "not_case_party": (
+        "{org} 不是案件 {case} 的{role_zh}，不能{step_zh}",
+        "{org} is not the {role} of case {case}",
+    ),
+    "case_state": (
+        "案件 {case} 当前为“{status_zh}”，不能{step_zh}",
+        "case {case} is '{status}': this step is not possible now",
+    ),
+    "counterpart_kind": (
+        "{step_zh}只能{allowed_zh}（本次为{source_kind} → {receiver_kind}）",
+        "this step goes {allowed} (here: {source_kind} to {receiver_kind})",
+    ),
+    "no_second_transfer": (
+        "不得再次移交（第七条）：本单位是案件 {previous} 的接收单位，附件 {name} 来自该案件；"
+        "不属本单位管辖的，应报请县人民政府决定",
+        "no second transfer (Art. 7): this organisation received case {previous}, which "
+        "attachment {name} belongs to; a case that is not its own goes to the county government",
+    ),
+    "extension_too_late": (
+        "延长移交期限须在期限 {due} 届满前告知（第七条），现在已是 {now}",
+        "an extension must be notified before the deadline {due} (Art. 7); it is {now}",
+    ),
+    "extension_beyond_limit": (
+        "延长后的期限 {new_due} 超过发现之日起 5 个工作日（最迟 {limit}，第七条）",
+        "the new deadline {new_due} is beyond 5 working days of discovery ({limit}, Art. 7)",
+    ),
+    "extension_not_later": (
+        "延长后的期限 {new_due} 不晚于原期限 {due}",
+        "the new deadline {new_due} is not after the current one {due}",
+    ),
+    "already_extended": (
+        "已于 {at} 延期一次，不能再次延期",
+        "already extended once ({at})",
+    ),
+    "supplement_too_late": (
+        "需要补充资料的，应自收到协助函件之日起两个工作日内告知（截至 {due}，第二十条）",
+        "more material must be asked for within 2 working days of receipt (by {due}, Art. 20)",
+    ),
+    "attachment_unknown": (
+        "附件 {sha256} 不在枢纽附件库中：请先上传",
+        "attachment {sha256} is not in the hub's attachment store: upload it first",
+    ),
+    "attachment_not_yours": (
+        "附件 {name} 既不是本单位上传的，也不属于本单位参与的案件",
+        "attachment {name} was not uploaded by this organisation nor belongs to one of its cases",
+    ),
     "not_a_recipient": (
         "{org} 不是本事件的接收单位，不能接收投诉人信息",
         "{org} is not a recipient of this event, so it cannot receive the complainant's data",

@@ -16,6 +16,10 @@ HEADER_RECIPIENTS = "Hub-Recipients"
 HEADER_PERSONAL_DATA_TO = "Hub-Personal-Data-To"
 HEADER_RECEIVED_AT = "Hub-Received-At"
 HEADER_ERRORS = "Hub-Errors"
+HEADER_CASE_STATE = "Hub-Case-State"
+HEADER_EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+HEADER_ATTACHMENT_NAME = "Hub-Attachment-Name"
+HEADER_ANSWER_ERROR = "Hub-Error"
 CONSUMER_BACKOFF_KEY = "hub_backoff_s"
 """Consumer metadata: the hub's retry delays after a failed handler (seconds, comma-separated)."""
 
@@ -60,6 +64,41 @@ class Wire:
         """Where a recipient's receipts go."""
         return f"{self.root}.receipts.{recipient}"
 
+    def case(self, token: str) -> str:
+        """Where the steps of one case are stored, in order (``hub.cases.state.case_token``)."""
+        return f"{self.root}.events._case.{token}"
+
+    def attach(self, org: str) -> str:
+        """Where ``org`` uploads an attachment (request/reply)."""
+        return f"{self.root}.attach.{org}"
+
+    @property
+    def attach_any(self) -> str:
+        """What the hub answers uploads on."""
+        return f"{self.root}.attach.*"
+
+    def attachment(self, org: str) -> str:
+        """Where ``org`` asks for an attachment of one of its cases (request/reply)."""
+        return f"{self.root}.attachment.{org}"
+
+    @property
+    def attachment_any(self) -> str:
+        """What the hub answers attachment requests on."""
+        return f"{self.root}.attachment.*"
+
+    def cases(self, org: str) -> str:
+        """Where ``org`` asks for its cases (request/reply)."""
+        return f"{self.root}.cases.{org}"
+
+    @property
+    def cases_any(self) -> str:
+        """What the hub answers case questions on."""
+        return f"{self.root}.cases.*"
+
+    def org_of(self, subject: str) -> str:
+        """The organisation token of a ``<root>.<kind>.<org>`` subject."""
+        return subject.rsplit(".", 1)[-1]
+
     def quarantine(self, org: str) -> str:
         """Where a rejected message claimed by ``org`` is kept."""
         return f"{self.root}.quarantine.{org}"
@@ -103,6 +142,21 @@ class Wire:
     def quarantine_stream(self) -> str:
         """Rejected messages, kept with their reasons."""
         return f"{self._prefix}_QUARANTINE"
+
+    @property
+    def attachments_bucket(self) -> str:
+        """The object store of case attachments, named by SHA-256."""
+        return f"{self._prefix}_ATTACHMENTS"
+
+    @property
+    def grants_bucket(self) -> str:
+        """The key-value bucket of who may use each attachment."""
+        return f"{self._prefix}_GRANTS"
+
+    @property
+    def store_streams(self) -> tuple[str, ...]:
+        """The streams behind the attachment store and its grants."""
+        return (f"OBJ_{self.attachments_bucket}", f"KV_{self.grants_bucket}")
 
     @property
     def streams(self) -> tuple[str, ...]:

@@ -2,14 +2,15 @@
 
     hub dashboard --as renqiu-chuan          # receives as 出岸镇 and serves its page
 
-By category, newest first, each with its state (handled on the day it was formed or late; the
-complainant's data removed from this copy), the counts per category, and the detail of one event
-with Chinese field names.
+Its open cases (transfers, assistance requests, hazard notices, complaint referrals) with what
+is owed by whom and by when; then what was shared with it, by category, newest first, each with
+its state (handled on the day it was formed or late; the complainant's data removed from this
+copy), the counts per category, and the detail of one event with Chinese field names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from schemas.envelope import CATEGORIES, EnvelopeBase
+from schemas.envelope import CATEGORIES, EnvelopeBase, model_of
 from subscribers.inbox import Entry, Inbox, labelled
 
 ENVELOPE_LABELS = {
@@ -31,8 +32,20 @@ ENVELOPE_LABELS = {
 }
 
 
-def dashboard_app(inbox: Inbox, org_name: str, name_of: Callable[[str], str]) -> Starlette:
-    """The dashboard of ``inbox``'s organisation; ``name_of`` gives organisations' Chinese names."""
+CaseLister = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
+def dashboard_app(
+    inbox: Inbox,
+    org_name: str,
+    name_of: Callable[[str], str],
+    cases: CaseLister | None = None,
+) -> Starlette:
+    """The dashboard of ``inbox``'s organisation; ``name_of`` gives organisations' Chinese names.
+
+    ``cases`` lists the organisation's open cases (``CaseClient.cases``); without it the page
+    shows shared information only.
+    """
 
     async def page(request: Request) -> Response:
         html = (resources.files("subscribers") / "web" / "inbox.html").read_text(encoding="utf-8")
@@ -63,11 +76,17 @@ def dashboard_app(inbox: Inbox, org_name: str, name_of: Callable[[str], str]) ->
             | {"source_name": name_of(entry.source), "fields": fields(entry, name_of)}
         )
 
+    async def open_cases(request: Request) -> Response:
+        if cases is None:
+            return JSONResponse({"error": "本页面未接入案件"}, status_code=404)
+        return JSONResponse({"org": inbox.org, "cases": await cases()})
+
     return Starlette(
         routes=[
             Route("/", page),
             Route("/api/inbox", listing),
             Route("/api/event", detail),
+            Route("/api/cases", open_cases),
         ]
     )
 
@@ -81,7 +100,7 @@ def fields(entry: Entry, name_of: Callable[[str], str]) -> list[dict[str, str]]:
         for name, label in ENVELOPE_LABELS.items()
         if name in shown
     ]
-    payload = _payload_model(CATEGORIES[entry.category].event)
+    payload = _payload_model(model_of(entry.category))
     rows += [{"label": label, "value": value} for label, value in labelled(payload, event["data"])]
     return rows
 

@@ -20,7 +20,7 @@ from typing import Any
 import aiosqlite
 from pydantic import BaseModel
 
-from schemas.envelope import CATEGORIES, Event, summary_zh
+from schemas.envelope import Event, label_of, summary_zh
 from schemas.shanghai import end_of_day, local_text, shanghai_day
 from subscribers.recipient import Delivery
 
@@ -64,7 +64,7 @@ class Entry:
         return {
             "key": self.key,
             "category": self.category,
-            "category_name": CATEGORIES[self.category].label,
+            "category_name": label_of(self.category),
             "source": self.source,
             "formed_at": local_text(self.formed_at),
             "published_at": local_text(self.published_at),

@@ -9,7 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,7 @@ from hub.streams import read_stream
 from schemas.delivery import DeliveryBundle
 from schemas.envelope import DELIVERED, Event
 from schemas.receipt import Receipt, ReceiptBatch, ReceiptStatus
+from schemas.shanghai import SHANGHAI
 from subscribers.recipient import Delivery, Recipient
 
 
@@ -34,6 +35,20 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float 
             if await result if inspect.isawaitable(result) else result:
                 return
             await asyncio.sleep(0.01)  # poll interval, not a guess at timing
+
+
+class Clock:
+    """The hub's clock, moved by the test (Asia/Shanghai wall time)."""
+
+    def __init__(self, day: date, hour: int = 10) -> None:
+        self.at = datetime.now(UTC)
+        self.set(day, hour)
+
+    def set(self, day: date, hour: int = 10, minute: int = 0) -> None:
+        self.at = datetime.combine(day, time(hour, minute), SHANGHAI).astimezone(UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
 
 
 async def scrape(hub: Hub, path: str = "/metrics") -> httpx.Response:

@@ -14,7 +14,7 @@ from hub.ledger import DeliveryState
 from hub.samples import sample_event
 from hub.service import Hub
 from hub.timeliness import shanghai_day
-from schemas.envelope import EVENT_TYPES
+from schemas.envelope import CASE_TYPES, EVENT_TYPES
 from tests.conftest import Orgs
 from tests.helpers import eventually, receiving, run_hub
 
@@ -109,12 +109,15 @@ async def test_schemas_export_writes_one_json_schema_per_event_type(
     code, _, err = await run_hub(settings, "schemas", "export", str(tmp_path / "out"))
     assert code == 0, err
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted(f"{t}.json" for t in EVENT_TYPES)
+    assert written == sorted(f"{t}.json" for t in (*EVENT_TYPES, *CASE_TYPES))
     permit = json.loads((tmp_path / "out" / "permit.v1.json").read_text(encoding="utf-8"))
     assert permit["$defs"]["Permit"]["properties"]["entity_uscc"]["description"].startswith(
         "统一社会信用代码"
     )
     assert "data" in permit["required"]
+    transfer = json.loads((tmp_path / "out" / "case_transfer.v1.json").read_text(encoding="utf-8"))
+    assert transfer["title"].startswith("case_transfer.v1：案件移交")
+    assert transfer["$defs"]["CaseTransfer"]["properties"]["attachments"]["minItems"] == 3
 
 
 async def test_registry_check_names_the_problem_and_exits_2(

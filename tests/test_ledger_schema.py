@@ -71,7 +71,7 @@ async def test_another_version_is_refused_and_recreate_upgrades_it(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_a_ledger_from_before_versions_were_stored_is_version_1(
+async def test_a_ledger_from_before_versions_were_stored_is_upgraded_keeping_its_rows(
     backend: str, tmp_path: Path
 ) -> None:
     async with database(backend, tmp_path) as (url, schema):
@@ -84,7 +84,8 @@ async def test_a_ledger_from_before_versions_were_stored_is_version_1(
                 await conn.execute(text("DROP TABLE ledger_meta"))
         async with Ledger.open(url, schema=schema) as reopened:
             version, counts = await stored_version(reopened), await reopened.counts()
-    assert version == "1" and counts == {"acknowledged": 1}  # rows kept
+    # version 1 (no meta table), upgraded in place: version 2 only added the case tables
+    assert version == str(SCHEMA_VERSION) and counts == {"acknowledged": 1}  # rows kept
 
 
 async def test_the_command_line_refuses_another_version_and_says_how_to_upgrade(
@@ -95,3 +96,24 @@ async def test_the_command_line_refuses_another_version_and_says_how_to_upgrade(
         await conn.execute(text("UPDATE ledger_meta SET value = '0' WHERE name = 'version'"))
     code, _, err = await run_hub(settings, "lag", HUB_LEDGER_URL=url)
     assert code == 2 and "hub ledger rebuild --recreate" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_version_1_ledger_gets_the_case_tables_and_keeps_its_rows(
+    backend: str, tmp_path: Path
+) -> None:
+    async with database(backend, tmp_path) as (url, schema):
+        async with Ledger.open(url, schema=schema) as ledger:
+            await ledger.apply(
+                [event("2025-09-30T10:00:00+08:00", "2025-09-30T10:00:01+08:00")],
+                [receipt("2025-09-30T10:00:02+08:00")],
+            )
+            async with ledger.engine.begin() as conn:  # as version 1 left it
+                await conn.execute(text("DROP TABLE ledger_case_deadline"))
+                await conn.execute(text("DROP TABLE ledger_case"))
+                await conn.execute(text("UPDATE ledger_meta SET value = '1'"))
+        async with Ledger.open(url, schema=schema) as upgraded:
+            version, counts = await stored_version(upgraded), await upgraded.counts()
+            cases = await upgraded.case_states()
+    assert version == str(SCHEMA_VERSION) == "2"
+    assert counts == {"acknowledged": 1} and cases == []

@@ -9,23 +9,26 @@ import asyncio
 import re
 import shutil
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from hub import case_samples as cs
 from hub.config import HubSettings
 from hub.errors import EventRejected
 from hub.ledger import Ledger
 from hub.registry import Registry
 from hub.samples import sample_event
+from subscribers.cases import CaseClient
 from subscribers.dashboard import dashboard_app
 from subscribers.inbox import Inbox
 from subscribers.recipient import Recipient
 from subscribers.serving import address, listening, serve_asgi
 from tests.conftest import Orgs, hub_running
-from tests.helpers import eventually, receiving
+from tests.helpers import Clock, eventually, receiving
 
 pytestmark = pytest.mark.connected
 
@@ -237,3 +240,61 @@ async def test_asyncapi_page_documents_channels_and_fields_in_chinese_without_th
         await page.close()
     # county networks are often offline: the page loads nothing from outside the hub
     assert requested and all(url.startswith(hub.web_url) for url in requested), requested
+
+
+async def test_the_township_page_lists_its_cases_and_the_ops_page_the_overdue_ones(
+    settings: HubSettings, registry: Registry, orgs: Orgs, browser: Browser, tmp_path: Path
+) -> None:
+    township, market = "qingxian-liuhe", "qingxian-scjg"
+    clock = Clock(date(2026, 11, 2), 9)
+    quick = settings.model_copy(update={"hazard_response_hours": 2.0, "case_watch_s": 0.1})
+    async with hub_running(quick, registry, clock=clock) as hub:
+        desk = CaseClient(await orgs.nc(township), township, wire=settings.wire)
+        letter = await desk.upload(cs.pdf("page"), "协助函.pdf", "assistance_letter")
+        publisher = await orgs.publisher(township)
+        steps = [
+            ("hazard_notice.v1", cs.hazard_notice("AQ-1", market, clock())),
+            ("assistance_request.v1", cs.assistance("XZ-1", market, [letter])),
+        ]
+        for step_type, data in steps:
+            await publisher.publish(cs.step(township, step_type, data, clock()))
+        clock.at += timedelta(hours=3)  # the hazard's 2 hours are over; the 7 days are not
+
+        async def raised() -> bool:
+            found = await hub.ledger.case_state(f"{township}/AQ-1")
+            return found is not None and found.deadlines["officers"].noticed_overdue
+
+        await eventually(raised, within=15)
+        inbox = await Inbox.open(tmp_path / "inbox.sqlite3", township)
+        sock, stop = listening("127.0.0.1", 0), asyncio.Event()
+        lister = partial(desk.cases, open_only=True)
+        app = dashboard_app(inbox, registry.name(township), registry.name, lister)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(serve_asgi(app, sock, stop))
+                page = await new_page(browser)
+                await page.goto(address(sock) + "/")
+                rows = page.locator("#case-list tbody tr")
+                await expect(rows).to_have_count(2)
+                hazard = page.locator(f'#case-list tr[data-case="{township}/AQ-1"]')
+                await expect(hazard).to_contain_text("隐患通知")
+                await expect(hazard).to_contain_text("青县市场监督管理局 派执法人员处理")
+                await expect(hazard.locator(".badge.overdue")).to_have_text("已逾期")
+                assistance = page.locator(f'#case-list tr[data-case="{township}/XZ-1"]')
+                await expect(assistance).to_contain_text("截止 2026-11-11")
+                await expect(assistance.locator(".badge.open")).to_have_text("未到期")
+                ARTIFACTS.mkdir(exist_ok=True)
+                await page.screenshot(path=str(ARTIFACTS / "dashboard-cases.png"), full_page=True)
+
+                await page.goto(hub.web_url + "/ops?every=1")
+                overdue = page.locator("#overdue tbody tr")
+                await expect(overdue).to_have_count(1)
+                await expect(overdue.first).to_contain_text("青县市场监督管理局")
+                await expect(overdue.first).to_contain_text("派执法人员处理")
+                await expect(overdue.first).to_contain_text("已提醒双方")
+                await expect(page.locator("#total-overdue")).to_have_text("1")
+                await page.screenshot(path=str(ARTIFACTS / "ops-overdue.png"), full_page=True)
+                await page.close()
+                stop.set()
+        finally:
+            await inbox.close()

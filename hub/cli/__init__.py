@@ -2,12 +2,13 @@
 
 ``running`` (up, serve), ``publishing`` (publish, example, tail), ``watching`` (lag, dashboard),
 ``registry``, ``quarantine``, ``reports``, ``ledger``, ``docs`` (schemas and AsyncAPI export),
-``credentials`` (identities and TLS), ``calendar`` (working days);
+``credentials`` (identities and TLS), ``calendar`` (working days), ``cases`` (case workflows);
 ``common`` holds what they share, ``root`` the command itself and its exit codes.
 """
 
 from hub.cli import (
     calendar,
+    cases,
     credentials,
     docs,
     ledger,
@@ -23,6 +24,7 @@ from hub.cli.root import app, main
 __all__ = [
     "app",
     "calendar",
+    "cases",
     "credentials",
     "docs",
     "ledger",

@@ -11,7 +11,7 @@ import typer
 from hub.asyncapi import specification
 from hub.cli.common import settings_of
 from hub.cli.root import app
-from schemas.envelope import CATEGORIES
+from schemas.envelope import CASE_STEPS, CATEGORIES, EnvelopeBase
 
 schemas_app = typer.Typer(help="事件模式 (event schemas)", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
@@ -21,15 +21,23 @@ app.add_typer(asyncapi_app, name="asyncapi")
 
 @schemas_app.command("export")
 def schemas_export(directory: Annotated[Path, typer.Argument(help="输出目录")]) -> None:
-    """Write one JSON Schema file per event type (e.g. permit.v1.json)."""
+    """Write one JSON Schema file per event type: the Art. 15 events and the case steps."""
     directory.mkdir(parents=True, exist_ok=True)
     for category in CATEGORIES.values():
-        schema: dict[str, Any] = category.event.model_json_schema()
-        schema["$id"] = f"urn:zhifa-hub:schema:{category.type}"
-        schema["title"] = f"{category.type}：{category.label}（第十五条第{category.number}项）"
-        target = directory / f"{category.type}.json"
-        target.write_text(json.dumps(schema, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        typer.echo(str(target))
+        title = f"{category.label}（第十五条第{category.number}项）"
+        typer.echo(str(_write_schema(directory, category.type, category.event, title)))
+    for step in CASE_STEPS.values():
+        title = f"{step.label}（案件步骤）"
+        typer.echo(str(_write_schema(directory, step.type, step.event, title)))
+
+
+def _write_schema(directory: Path, event_type: str, model: type[EnvelopeBase], title: str) -> Path:
+    schema: dict[str, Any] = model.model_json_schema()
+    schema["$id"] = f"urn:zhifa-hub:schema:{event_type}"
+    schema["title"] = f"{event_type}：{title}"
+    target = directory / f"{event_type}.json"
+    target.write_text(json.dumps(schema, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return target
 
 
 @asyncapi_app.command("export")

@@ -36,7 +36,7 @@ from hub.errors import EventRejected, HubUnavailable
 from hub.identity.permissions import peek_consumer
 from hub.samples import sample_event
 from schemas.delivery import DeliveryBundle
-from schemas.envelope import CATEGORIES, DELIVERED, Event, summary_zh
+from schemas.envelope import CATEGORIES, DELIVERED, Event, label_of, summary_zh
 from schemas.shanghai import clock_text, local_text, now_local
 from subscribers.consume import pull_batches
 from subscribers.publisher import Publisher
@@ -154,7 +154,7 @@ def tail(
         def show(event: Event, published: str, redacted: bool) -> None:
             nonlocal seen
             seen += 1
-            label = CATEGORIES[event.category].label
+            label = label_of(event.category)
             note = "（已去除投诉人信息）" if redacted else ""
             typer.echo(
                 f"{clock_text()} {label} · {registry.name(event.source)} → {registry.name(org)}"

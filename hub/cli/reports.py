@@ -90,10 +90,13 @@ def report_org(
     items: Annotated[
         bool, typer.Option("--items", help="CSV 输出迟延及未签收事项清单（缺省输出考核汇总）")
     ] = False,
+    cases: Annotated[
+        bool, typer.Option("--cases", help="CSV 输出案件办理情况（移交、协助、隐患通知、投诉举报）")
+    ] = False,
     at: AtOption = None,
     out: OutOption = None,
 ) -> None:
-    """Art. 23: one organisation as publisher and as recipient, with its late and open items."""
+    """Art. 23: one organisation as publisher and as recipient, its late items, its cases."""
     settings = settings_of(ctx)
     registry = registry_of(settings)
     known_org(registry, org)
@@ -103,6 +106,6 @@ def report_org(
     async def work(stop: asyncio.Event) -> str:
         async with Ledger.open(settings.ledger_database) as ledger:
             report = await org_report(ledger, registry, org, first, last, now=now)
-        return render_org(report, fmt, items_only=items)
+        return render_org(report, fmt, items_only=items, cases_only=cases)
 
     emit(run(work), out)

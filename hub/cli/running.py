@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from hub import log
+from hub.cases.views import case_view
 from hub.cli.common import fail, known_county, registry_of, run, settings_of
 from hub.cli.root import app
 from hub.config import HubSettings
 from hub.demo import DemoCounty
+from hub.demo_cases import demo_township
 from hub.errors import ConfigError
 from hub.identity import Authority, ensure_demo, ensure_own
 from hub.identity.tls import TlsFiles
 from hub.ledger import Ledger
 from hub.natsd import NatsCluster, NatsServer
-from hub.registry import OrgKind, Registry
+from hub.registry import Registry
 from hub.report_output import rate_zh
 from hub.reports import daily_report
 from hub.service import Hub, running_hub, serve
@@ -110,11 +112,7 @@ async def _demo(
 ) -> None:
     """The demo county, with the dashboard of its first township served beside the ops page."""
     settings = hub.settings
-    members = registry.members(county)
-    township = next(
-        (o for o in members if o.kind == OrgKind.TOWNSHIP),
-        next(o for o in members if o.kind == OrgKind.STREET),
-    )
+    township = registry.org(demo_township(registry, county))
     try:
         sock = listening(settings.web_host, settings.dashboard_port)
     except OSError as exc:
@@ -123,7 +121,13 @@ async def _demo(
             "HUB_DASHBOARD_PORT", f"cannot listen on {where}: {exc.strerror}"
         ) from exc
     inbox = await Inbox.open(settings.data_dir / f"inbox-{township.id}.sqlite3", township.id)
-    page = dashboard_app(inbox, township.name, registry.name)
+
+    async def open_cases() -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        found = await hub.ledger.case_states(org=township.id, open_only=True)
+        return [case_view(state, registry, now) for state in found]
+
+    page = dashboard_app(inbox, township.name, registry.name, open_cases)
     typer.echo(f"{township.name}的页面：{address(sock)}/")
     try:
         async with asyncio.TaskGroup() as tasks:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -29,6 +30,7 @@ from hub.ops import OpsSnapshot, OrgStatus, ops_snapshot
 from hub.report_output import duration_zh, rate_zh
 from hub.timeliness import Verdict
 from schemas.shanghai import local_text
+from subscribers.cases import CaseClient
 from subscribers.dashboard import dashboard_app
 from subscribers.inbox import Inbox
 from subscribers.recipient import Recipient
@@ -114,7 +116,9 @@ def _summary(snapshot: OpsSnapshot) -> str:
     return (
         f"今日（{snapshot.day.isoformat()}）应送达 {len(today)}，已签收 {acknowledged}，"
         f"当日签收 {on_time}（{rate}）；合计待签收 {waiting} 件；"
-        f"当日未签收风险单位 {len(snapshot.at_risk)} 个"
+        f"当日未签收风险单位 {len(snapshot.at_risk)} 个；"
+        f"逾期未完成的案件步骤 {len(snapshot.overdue_cases)} 件"
+        + ("（hub cases list --org 单位 --overdue）" if snapshot.overdue_cases else "")
     )
 
 
@@ -147,7 +151,10 @@ def dashboard(
                 settings, org, label=f"hub-dashboard-{org}", long_running=True
             ) as nc:
                 recipient = Recipient(nc, org, wire=settings.wire)
-                page = dashboard_app(inbox, registry.name(org), registry.name)
+                desk = CaseClient(nc, org, wire=settings.wire)
+                page = dashboard_app(
+                    inbox, registry.name(org), registry.name, partial(desk.cases, open_only=True)
+                )
                 async with asyncio.TaskGroup() as tasks:
                     receiving = tasks.create_task(recipient.run(inbox.record, stop))
                     typer.echo(f"{registry.name(org)} 的页面：{address(sock)}/（Ctrl-C 退出）")

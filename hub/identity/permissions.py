@@ -54,6 +54,9 @@ def for_org(wire: Wire, org: str) -> Permissions:
         publish=(
             wire.ingest(org),
             wire.receipts(org),
+            wire.attach(org),
+            wire.attachment(org),
+            wire.cases(org),
             f"{API}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
             f"{API}.CONSUMER.INFO.{stream}.{consumer}",
             f"$JS.ACK.{stream}.{consumer}.>",
@@ -67,8 +70,8 @@ def for_org(wire: Wire, org: str) -> Permissions:
 
 def _reading(wire: Wire) -> list[str]:
     """Reading every stream of the hub: info, single messages, ephemeral (ordered) consumers."""
-    subjects = [f"{API}.INFO"]
-    for stream in wire.streams:
+    subjects = [f"{API}.INFO", f"{API}.STREAM.NAMES"]  # names: looking a stream up by subject
+    for stream in (*wire.streams, *wire.store_streams):
         subjects += [
             f"{API}.STREAM.INFO.{stream}",
             f"{API}.STREAM.MSG.GET.{stream}",
@@ -97,11 +100,19 @@ def for_hub(wire: Wire, name: str = "hub") -> Permissions:
             f"{root}.deliver.>",
             f"{root}.quarantine.>",
             f"{root}.receipts.>",  # dead-letter receipts on a silent recipient's behalf
+            f"$O.{wire.attachments_bucket}.>",  # case attachments
+            f"$KV.{wire.grants_bucket}.>",  # who may use them
             *_reading(wire),
             *(f"{API}.CONSUMER.MSG.NEXT.{s}.{c}" for s, c in own),
             *(f"$JS.ACK.{s}.{c}.>" for s, c in own),
         ),
-        subscribe=(wire.ingest_any, f"{inbox_prefix(name)}.>"),
+        subscribe=(
+            wire.ingest_any,
+            wire.attach_any,
+            wire.attachment_any,
+            wire.cases_any,
+            f"{inbox_prefix(name)}.>",
+        ),
         responses=True,
     )
 

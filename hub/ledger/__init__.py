@@ -4,6 +4,7 @@
 ``upserts`` the idempotent writes, ``queries`` the reads, ``database`` the ``Ledger`` itself.
 """
 
+from hub.ledger.cases import CaseStep, DeadlineRow
 from hub.ledger.database import Ledger, engine_url, shown
 from hub.ledger.records import (
     STATE_ZH,
@@ -20,6 +21,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATE_ZH",
     "Backlog",
+    "CaseStep",
+    "DeadlineRow",
     "DeliveryRow",
     "DeliveryState",
     "EventRecord",

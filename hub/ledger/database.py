@@ -16,7 +16,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, event, inspect, select
@@ -24,8 +25,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from hub.cases.state import CaseState
 from hub.errors import ConfigError, LedgerUnavailable, LedgerVersionError
-from hub.ledger import queries
+from hub.ledger import cases, queries
+from hub.ledger.cases import CaseStep, DeadlineRow
 from hub.ledger.records import (
     Backlog,
     DeliveryRow,
@@ -35,6 +38,8 @@ from hub.ledger.records import (
     ReceiptRecord,
 )
 from hub.ledger.tables import (
+    ADDITIVE_SINCE,
+    CASE_TABLES,
     DATA_TABLES,
     SCHEMA_VERSION,
     deliveries_table,
@@ -98,6 +103,18 @@ def problem(url: str, exc: BaseException) -> ConfigError | LedgerUnavailable:
     return LedgerUnavailable(where, detail)
 
 
+def _sqlite_directory(url: str) -> None:
+    """Refuse a SQLite file in a missing directory before the driver's thread meets it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    if parsed.database != ":memory:" and not Path(parsed.database).parent.is_dir():
+        raise ConfigError(
+            "HUB_LEDGER_URL",
+            f"无法打开 SQLite 文件 {shown(url)}：目录 {Path(parsed.database).parent} 不存在",
+        )
+
+
 class Ledger:
     """Writes and reads the ledger tables."""
 
@@ -129,6 +146,7 @@ class Ledger:
             LedgerVersionError: the tables belong to another schema version.
             ConfigError: the URL cannot work (bad path, password or database name).
         """
+        _sqlite_directory(url)
         options: dict[str, Any] = {}
         if schema is not None:
             options["connect_args"] = {"server_settings": {"search_path": schema}}
@@ -141,10 +159,16 @@ class Ledger:
         finally:
             await engine.dispose()
 
-    async def apply(self, events: Sequence[EventRecord], receipts: Sequence[ReceiptRecord]) -> None:
-        """Record events and receipts in one transaction (receipts in stream order)."""
+    async def apply(
+        self,
+        events: Sequence[EventRecord],
+        receipts: Sequence[ReceiptRecord],
+        case_steps: Sequence[CaseStep] = (),
+    ) -> None:
+        """Record events, receipts and case steps in one transaction (each in stream order)."""
         events = first_of_each_key(events)
         async with self._write, self.engine.begin() as conn:
+            await cases.record(conn, case_steps)
             for chunk in chunks(event_rows(events)):
                 await self._execute(conn, "events", chunk)
             for chunk in chunks(pair_rows(events)):
@@ -173,8 +197,8 @@ class Ledger:
     async def wipe(self) -> None:
         """Delete every row (before a rebuild)."""
         async with self._write, self.engine.begin() as conn:
-            await conn.execute(delete(deliveries_table))
-            await conn.execute(delete(events_table))
+            for table in (deliveries_table, events_table, *CASE_TABLES):
+                await conn.execute(delete(table))
 
     async def pairs(
         self,
@@ -198,6 +222,31 @@ class Ledger:
         """Accepted events the ledger knows, in stream order (up to a sequence, if given)."""
         async with self.engine.connect() as conn:
             return await queries.events(conn, up_to_seq)
+
+    async def case_states(
+        self, *, org: str | None = None, open_only: bool = False
+    ) -> list[CaseState]:
+        """Cases an organisation is party to (every case when ``org`` is None), newest first."""
+        async with self.engine.connect() as conn:
+            return await cases.states(conn, org=org, open_only=open_only)
+
+    async def case_state(self, key: str) -> CaseState | None:
+        """One case's state after its latest step."""
+        async with self.engine.connect() as conn:
+            return await cases.state(conn, key)
+
+    async def case_deadlines(
+        self,
+        *,
+        party: str | None = None,
+        due_before: datetime | None = None,
+        unnoticed: bool = False,
+    ) -> list[DeadlineRow]:
+        """Case deadlines (see ``hub.ledger.cases.deadlines``)."""
+        async with self.engine.connect() as conn:
+            return await cases.deadlines(
+                conn, party=party, due_before=due_before, unnoticed=unnoticed
+            )
 
     async def high_water(self) -> int:
         """The highest events-stream sequence the ledger recorded (0 when it has none)."""
@@ -237,7 +286,15 @@ async def _prepare(engine: AsyncEngine, url: str, wait_s: float, recreate: bool)
                 raise failure from exc
             log.warning("ledger.unavailable", extra={"ledger": shown(url), "error": str(failure)})
             await asyncio.sleep(RETRY_PAUSE_S)
-    if found != SCHEMA_VERSION:
+    if found in ADDITIVE_SINCE:  # the missing tables were just created: stamp the new version
+        async with engine.begin() as conn:
+            await conn.execute(
+                meta_table.update()
+                .where(meta_table.c.name == "version")
+                .values(value=str(SCHEMA_VERSION))
+            )
+        log.info("ledger.upgraded", extra={"from": found, "to": SCHEMA_VERSION})
+    elif found != SCHEMA_VERSION:
         raise LedgerVersionError(shown(url), found, SCHEMA_VERSION)
 
 
@@ -248,7 +305,7 @@ def _tables_at_version(conn: Connection, recreate: bool) -> int:
     version 1, whose tables these are.
     """
     if recreate:
-        metadata.drop_all(conn, tables=[*DATA_TABLES, meta_table])
+        metadata.drop_all(conn, tables=[*DATA_TABLES, *CASE_TABLES, meta_table])
     existing = set(inspect(conn).get_table_names())
     metadata.create_all(conn)
     if meta_table.name in existing:

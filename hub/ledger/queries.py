@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.ledger.records import Backlog, DeliveryRow, DeliveryState, EventRow
 from hub.ledger.tables import UtcDateTime, deliveries_table, events_table
+from schemas.envelope import CATEGORIES
 
 IN_CHUNK = 500  # values per IN list: SQLite caps the number of bound parameters
 
@@ -18,9 +19,15 @@ IN_CHUNK = 500  # values per IN list: SQLite caps the number of bound parameters
 def pairs_query(
     day_from: date, day_to: date, recipient: str | None, publisher: str | None
 ) -> Select[Any]:
-    """Pairs of events formed on ``day_from``..``day_to`` (Shanghai days), or one org's."""
+    """Pairs of Art. 15 events formed on ``day_from``..``day_to`` (Shanghai days), or one org's.
+
+    Case steps are delivered and acknowledged like events, but judged by their own deadlines
+    (``hub.cases``), not by Art. 16's same day: they are left out here.
+    """
     t = deliveries_table
-    query = select(t).where(t.c.formed_day >= day_from, t.c.formed_day <= day_to)
+    query = select(t).where(
+        t.c.formed_day >= day_from, t.c.formed_day <= day_to, t.c.category.in_(tuple(CATEGORIES))
+    )
     if recipient is not None:
         query = query.where(t.c.recipient == recipient)
     if publisher is not None:

@@ -16,12 +16,18 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
 )
 from sqlalchemy.types import TypeEngine
 
-SCHEMA_VERSION = 1
-"""The version of the tables below; a change to them is a new version (rebuild from the streams)."""
+SCHEMA_VERSION = 2
+"""The version of the tables below; a change to them is a new version (rebuild from the streams).
+
+Version 2 added the case tables: a ledger of version 1 is upgraded in place (the new tables are
+created; they fill from the streams with ``hub ledger rebuild``, or as new case steps arrive).
+"""
+ADDITIVE_SINCE = {1}  # versions that become the current one by creating the missing tables
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -110,3 +116,39 @@ TIME_COLUMNS = frozenset(
     c.name for t in DATA_TABLES for c in t.columns if isinstance(c.type, UtcDateTime)
 )
 DATE_COLUMNS = frozenset(c.name for t in DATA_TABLES for c in t.columns if isinstance(c.type, Date))
+
+cases_table = Table(
+    "ledger_case",
+    metadata,
+    Column("case_key", String(200), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("county", String(64), nullable=False),
+    Column("initiator", String(64), nullable=False),
+    Column("receiver", String(64), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("closed", Integer, nullable=False),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("state", Text, nullable=False),  # the case's state after its latest step (JSON)
+    Index("ix_ledger_case_initiator", "initiator"),
+    Index("ix_ledger_case_receiver", "receiver"),
+)
+
+case_deadlines_table = Table(
+    "ledger_case_deadline",
+    metadata,
+    Column("case_key", String(200), primary_key=True),
+    Column("name", String(40), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("party", String(64), nullable=False),
+    Column("step_zh", String(100), nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("met_at", UtcDateTime),
+    Column("paused", Integer, nullable=False),
+    Column("noticed_overdue", Integer, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Index("ix_ledger_case_deadline_open", "met_at", "due_at"),
+    Index("ix_ledger_case_deadline_party", "party"),
+)
+CASE_TABLES = (cases_table, case_deadlines_table)
