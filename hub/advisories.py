@@ -17,6 +17,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from hub.audit.trust import RecordTrust
 from hub.config import HubSettings
 from hub.envelope import load_advisory
 from schemas.delivery import DeliveryBundle
@@ -32,7 +33,8 @@ AGENT = "hub/advisories"
 class DeadLetters:
     """Turns max-deliveries advisories into dead-letter receipts."""
 
-    def __init__(self, js: JetStreamContext, settings: HubSettings) -> None:
+    def __init__(self, js: JetStreamContext, settings: HubSettings, trust: RecordTrust) -> None:
+        self.trust = trust
         self.js, self.settings, self.wire = js, settings, settings.wire
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -67,6 +69,11 @@ class DeadLetters:
         except nats.js.errors.NotFoundError:
             log.error("deadletter.bundle_missing", extra={"consumer": consumer, "seq": seq})
             return
+        if not self.trust.bundle_signed(
+            stored.subject or "", stored.headers or {}, stored.data or b""
+        ):
+            log.error("deadletter.bundle_forged", extra={"consumer": consumer, "seq": seq})
+            return  # not the hub's: no receipt on anyone's behalf
         bundle = DeliveryBundle.model_validate_json(stored.data or b"", context=DELIVERED)
         deliveries = max(int(advisory.get("deliveries", 1)), 1)
         moment = msg.metadata.timestamp  # when the server gave up (captured at once)
@@ -90,5 +97,6 @@ class DeadLetters:
             for item in bundle.items
         )
         batch = ReceiptBatch(recipient=recipient, receipts=receipts)
-        await self.js.publish(self.wire.receipts(recipient), batch.model_dump_json().encode())
+        subject, body = self.wire.receipts(recipient), batch.model_dump_json().encode()
+        await self.js.publish(subject, body, headers=self.trust.seal(subject, {}, body))
         log.warning("deadletter.recorded", extra={"recipient": recipient, "events": len(receipts)})

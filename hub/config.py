@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,21 @@ class HubSettings(BaseSettings):
     case_watch_s: float = Field(
         default=10.0, gt=0, description="how often passed case deadlines are looked for"
     )
+    audit_suite: Literal["ed25519-sha256", "sm2-sm3"] = Field(
+        default="ed25519-sha256",
+        description="signatures and hashes of the record (sm2-sm3: 国密 SM2 with SM3)",
+    )
+    checkpoint_s: float = Field(
+        default=5.0, gt=0, description="how often new messages are covered by a signed checkpoint"
+    )
+    audit_verify_s: float = Field(
+        default=60.0, gt=0, description="how often the running hub verifies the whole record"
+    )
+    deep_check_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="how often every ledger row is recomputed from the streams",
+    )
     drift_check_s: float = Field(
         default=60.0, gt=0, description="how often stream and consumer settings are re-checked"
     )
@@ -111,6 +127,11 @@ class HubSettings(BaseSettings):
     at_risk_after: time = Field(
         default=time(20, 0),
         description="from this time of day (Asia/Shanghai) open events formed today are at risk",
+    )
+    js_key_file: Path | None = Field(
+        default=None,
+        description="key that encrypts the embedded server's JetStream store at rest (0600 file); "
+        "empty: credentials_dir/jetstream.key, made once",
     )
 
     @field_validator("backoff_s")

@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
+from hub.audit.trust import RecordTrust
 from hub.config import HubSettings, bundle_bytes
 from hub.envelope import Item, dump_bundle, without_complainant
 from schemas.wire import (
@@ -25,6 +26,7 @@ from schemas.wire import (
     HEADER_PERSONAL_DATA_TO,
     HEADER_PUBLISHED_AT,
     HEADER_RECIPIENTS,
+    HEADER_SIGNATURE,
 )
 from subscribers.consume import pull_batches
 
@@ -40,8 +42,11 @@ class ForeignMessage(ValueError):
 class FanOut:
     """Writes the recipients' copies of accepted events."""
 
-    def __init__(self, js: JetStreamContext, settings: HubSettings, *, batch: int = 128) -> None:
-        self.js, self.settings, self.batch = js, settings, batch
+    def __init__(
+        self, js: JetStreamContext, settings: HubSettings, trust: RecordTrust, *, batch: int = 128
+    ) -> None:
+        self.js, self.settings, self.trust, self.batch = js, settings, trust, batch
+        self.foreign = 0  # events not sealed by the hub, refused
         self.wire = settings.wire
         self.limit = bundle_bytes(settings)
 
@@ -69,15 +74,22 @@ class FanOut:
                 for recipient, item in self.items(msg):
                     items.setdefault(recipient, []).append(item)
             except ForeignMessage as exc:
+                self.foreign += 1
                 log.error("fanout.foreign_message", extra={"subject": msg.subject, "why": str(exc)})
                 await msg.term()  # not written by the hub's ingest: nothing was accepted
                 continue
             accepted.append(msg)
         futures = [
             await self.js.publish_async(
-                self.wire.deliver(recipient), body, headers={HEADER_MSG_ID: msg_id}
+                subject,
+                body,
+                headers={
+                    HEADER_MSG_ID: msg_id,
+                    HEADER_SIGNATURE: self.trust.sign_bundle(subject, msg_id, body),
+                },
             )
             for recipient, bundle in items.items()
+            for subject in (self.wire.deliver(recipient),)
             for msg_id, body in self.bundles(recipient, bundle)
         ]
         stored = await self._stored(futures)
@@ -113,6 +125,8 @@ class FanOut:
         key = headers.get(HEADER_MSG_ID)
         if not key or HEADER_RECIPIENTS not in headers:
             raise ForeignMessage("no event key or recipient list in the headers")
+        if not self.trust.hub_sealed(msg.subject, headers, msg.data):
+            raise ForeignMessage("not sealed by the hub: written by another identity, or changed")
         seq = msg.metadata.sequence.stream
         published_at = headers.get(HEADER_PUBLISHED_AT, "")
         entitled = set(filter(None, headers.get(HEADER_PERSONAL_DATA_TO, "").split(",")))

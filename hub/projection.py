@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from hub.audit.trust import RecordTrust
 from hub.cases.state import CaseState
 from hub.config import HubSettings
 from hub.ledger import CaseStep, EventRecord, Ledger, ReceiptRecord
@@ -62,9 +63,11 @@ class NotACaseStep(ValueError):
     """An event that belongs to no case (an Art. 15 event): nothing to record about cases."""
 
 
-def event_record(msg: Msg) -> EventRecord:
-    """The ledger's view of one message of the events stream."""
+def event_record(msg: Msg, trust: RecordTrust) -> EventRecord:
+    """The ledger's view of one message of the events stream (only the hub's, sealed, count)."""
     headers = msg.headers or {}
+    if not trust.hub_sealed(msg.subject, headers, msg.data):
+        raise ForeignRecord(f"events seq {msg.metadata.sequence.stream}: not sealed by the hub")
     try:
         key, recipients = headers[HEADER_MSG_ID], headers[HEADER_RECIPIENTS]
         published_at = datetime.fromisoformat(headers[HEADER_PUBLISHED_AT])
@@ -85,11 +88,14 @@ def event_record(msg: Msg) -> EventRecord:
     )
 
 
-def case_step(msg: Msg) -> CaseStep:
-    """The case after a step (``ForeignRecord`` for a message that is not a case step)."""
-    state = (msg.headers or {}).get(HEADER_CASE_STATE)
+def case_step(msg: Msg, trust: RecordTrust) -> CaseStep:
+    """The case after a step (``NotACaseStep`` for an Art. 15 event)."""
+    headers = msg.headers or {}
+    state = headers.get(HEADER_CASE_STATE)
     if state is None:
         raise NotACaseStep
+    if not trust.hub_sealed(msg.subject, headers, msg.data):
+        raise ForeignRecord(f"events seq {msg.metadata.sequence.stream}: not sealed by the hub")
     try:
         return CaseStep(msg.metadata.sequence.stream, CaseState.model_validate_json(state))
     except ValidationError as exc:
@@ -99,11 +105,18 @@ def case_step(msg: Msg) -> CaseStep:
 
 
 def receipt_records(
-    msg: Msg, wire: Wire, receipt_time: ReceiptTime = stored_at
+    msg: Msg, wire: Wire, trust: RecordTrust, receipt_time: ReceiptTime = stored_at
 ) -> list[ReceiptRecord]:
-    """The ledger's view of one receipts message; only an organisation's own receipts count."""
+    """The ledger's view of one receipts message.
+
+    Only an organisation's own receipts count, signed with its key, and the hub's dead-letter
+    receipts, sealed.
+    """
     meta = msg.metadata  # parsed on every access: once
     seq = meta.sequence.stream
+    if trust.receipt_writer(msg.subject, msg.headers or {}, msg.data) is None:
+        sender = wire.org_of_receipts(msg.subject)
+        raise ForeignRecord(f"receipts seq {seq}: not signed by {sender} nor sealed by the hub")
     try:
         batch = ReceiptBatch.model_validate_json(msg.data)
     except ValidationError as exc:
@@ -127,18 +140,24 @@ def _readable(msgs: list[Msg], read: Callable[[Msg], T]) -> list[T]:
 
 
 def applier(
-    ledger: Ledger, wire: Wire, stream: str, receipt_time: ReceiptTime = stored_at
+    ledger: Ledger,
+    wire: Wire,
+    stream: str,
+    trust: RecordTrust,
+    receipt_time: ReceiptTime = stored_at,
 ) -> Apply:
     """How a batch of ``stream``'s messages goes into the ledger."""
     if stream == wire.events_stream:
+        events = functools.partial(event_record, trust=trust)
+        steps = functools.partial(case_step, trust=trust)
 
         async def apply_events(msgs: list[Msg]) -> None:
-            await ledger.apply(_readable(msgs, event_record), [], _readable(msgs, case_step))
+            await ledger.apply(_readable(msgs, events), [], _readable(msgs, steps))
 
         return apply_events
 
     async def apply_receipts(msgs: list[Msg]) -> None:
-        read = functools.partial(receipt_records, wire=wire, receipt_time=receipt_time)
+        read = functools.partial(receipt_records, wire=wire, trust=trust, receipt_time=receipt_time)
         await ledger.apply([], [record for batch in _readable(msgs, read) for record in batch])
 
     return apply_receipts
@@ -152,10 +171,11 @@ class Projector:
         js: JetStreamContext,
         settings: HubSettings,
         ledger: Ledger,
+        trust: RecordTrust,
         *,
         receipt_time: ReceiptTime = stored_at,
     ) -> None:
-        self.js, self.settings, self.ledger = js, settings, ledger
+        self.js, self.settings, self.ledger, self.trust = js, settings, ledger, trust
         self.wire = settings.wire
         self.receipt_time = receipt_time
 
@@ -163,7 +183,7 @@ class Projector:
         """Follow both streams until ``stop`` is set."""
         async with asyncio.TaskGroup() as tasks:
             for stream in (self.wire.events_stream, self.wire.receipts_stream):
-                apply = applier(self.ledger, self.wire, stream, self.receipt_time)
+                apply = applier(self.ledger, self.wire, stream, self.trust, self.receipt_time)
                 tasks.create_task(self._follow(stream, apply, stop))
 
     async def _follow(self, stream: str, apply: Apply, stop: asyncio.Event) -> None:
@@ -187,6 +207,7 @@ async def rebuild(
     js: JetStreamContext,
     wire: Wire,
     ledger: Ledger,
+    trust: RecordTrust,
     *,
     progress: Progress | None = None,
     batch: int = 2000,
@@ -199,7 +220,7 @@ async def rebuild(
     await ledger.wipe()
     read = {}
     for stream in (wire.events_stream, wire.receipts_stream):
-        apply, total, done = applier(ledger, wire, stream), await _size(js, stream), 0
+        apply, total, done = applier(ledger, wire, stream, trust), await _size(js, stream), 0
         async for msgs in read_stream(js, stream, batch=batch):
             await apply(msgs)
             done += len(msgs)

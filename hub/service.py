@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 
 from hub.advisories import DeadLetters
 from hub.attachments import Attachments, header_text, reply_with
+from hub.audit.trust import RecordTrust
 from hub.cases.answers import CaseAnswers
 from hub.cases.desk import CaseDesk
 from hub.cases.rules import CaseRules
@@ -155,6 +156,7 @@ async def running_hub(
             ledger = await stack.enter_async_context(
                 Ledger.open(settings.ledger_database, wait_s=settings.ledger_wait_s)
             )
+        trust = RecordTrust.load(settings)
         metrics = HubMetrics()
         broker = new_broker(settings, metrics)
         await _connect(broker, settings)
@@ -167,7 +169,7 @@ async def running_hub(
             admin = admin_nc.jetstream(timeout=settings.request_timeout_s)
         provisioner = Provisioner(settings, registry, js, admin, clock)
         await provisioner.ensure()
-        store = JetStreamStore(js, settings.wire, settings.request_timeout_s)
+        store = JetStreamStore(js, settings.wire, settings.request_timeout_s, trust)
         attachments = await Attachments.open(js, settings)
         calendar = WorkdayCalendar.load(settings.workday_overrides)
         rules = CaseRules(registry, calendar, settings.hazard_response_hours)
@@ -209,13 +211,13 @@ async def running_hub(
             raise ConfigError("HUB_WEB_PORT", f"cannot listen on {where}: {exc.strerror}") from exc
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(FanOut(js, settings).run(stop))
+            tasks.create_task(FanOut(js, settings, trust).run(stop))
             if settings.project_ledger:
-                projector = Projector(js, settings, ledger, receipt_time=receipt_time)
+                projector = Projector(js, settings, ledger, trust, receipt_time=receipt_time)
                 tasks.create_task(projector.run(stop))
                 watch = OverdueWatch(desk, ledger, clock, settings.case_watch_s)
                 tasks.create_task(watch.run(stop))
-            tasks.create_task(DeadLetters(js, settings).run(stop))
+            tasks.create_task(DeadLetters(js, settings, trust).run(stop))
             tasks.create_task(provisioner.run(stop))
             tasks.create_task(follow_rejections(js, settings.wire, rejections, clock, stop))
             tasks.create_task(
@@ -273,6 +275,6 @@ async def follow_ledger(settings: HubSettings, stop: asyncio.Event) -> None:
         nc = await connect_as(settings, HUB, label="hub-ledger")
         try:
             js = nc.jetstream(timeout=settings.request_timeout_s)
-            await Projector(js, settings, ledger).run(stop)
+            await Projector(js, settings, ledger, RecordTrust.load(settings)).run(stop)
         finally:
             await nc.drain()

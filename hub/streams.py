@@ -24,6 +24,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from hub.audit.trust import RecordTrust
 from hub.cases.desk import CaseRaced, LastStep
 from hub.cases.state import CaseState
 from hub.config import HubSettings, bundle_bytes
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 DAY_S = 86400.0
 HEADROOM_BYTES = 64 * 1024  # headers: the recipient list of a large county, ids, times
 MAX_RECIPIENTS = 100_000  # China has about 2,800 county-level units and 38,000 townships
+CHECKPOINT_BYTES = 1024 * 1024  # a checkpoint of a few thousand entries, well within max_payload
 READ_TIMEOUT_S = 10.0  # a stream read stalls this long only if the server stops answering
 STREAM_NOT_FOUND = 10059  # JetStream's error codes
 WRONG_LAST_SEQUENCE = 10071
@@ -102,6 +104,12 @@ def stream_configs(settings: HubSettings) -> list[StreamConfig]:
             w.max_deliveries_advisories,
             "接收单位超过最大投递次数仍未签收的通告",
             max_age=90 * DAY_S,
+        ),
+        config(
+            w.audit_stream,
+            f"{w.root}.audit.>",
+            "枢纽签名、逐个链接的审计检查点（记录未被篡改的凭证）",
+            max_msg_size=CHECKPOINT_BYTES,
         ),
     ]
 
@@ -213,15 +221,54 @@ async def read_stream(
         await sub.unsubscribe()
 
 
+async def read_range(
+    js: JetStreamContext, stream: str, start: int, end: int, *, batch: int = 1000
+) -> AsyncIterator[list[Msg]]:
+    """The messages of ``stream`` with ``start`` ≤ sequence ≤ ``end`` (deleted ones are absent)."""
+    info = await js.stream_info(stream)
+    if end < start or info.state.last_seq < start or not info.state.messages:
+        return
+    sub = await js.subscribe(
+        (info.config.subjects or [">"])[0],
+        stream=stream,
+        ordered_consumer=True,
+        config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+        ),
+    )
+    try:
+        pending: list[Msg] = []
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=READ_TIMEOUT_S)
+            except TimeoutError:  # nothing at or after ``start`` any more (all deleted)
+                break
+            seq = msg.metadata.sequence.stream
+            if seq > end:
+                break
+            pending.append(msg)
+            if seq == end or msg.metadata.num_pending == 0:
+                break
+            if len(pending) >= batch:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+    finally:
+        await sub.unsubscribe()
+
+
 class JetStreamStore:
     """The event store of ``hub.ingest`` on JetStream."""
 
-    def __init__(self, js: JetStreamContext, wire: Wire, timeout: float) -> None:
-        self.js, self.wire, self.timeout = js, wire, timeout
+    def __init__(
+        self, js: JetStreamContext, wire: Wire, timeout: float, trust: RecordTrust
+    ) -> None:
+        self.js, self.wire, self.timeout, self.trust = js, wire, timeout, trust
 
     async def store(self, subject: str, body: bytes, headers: dict[str, str]) -> tuple[int, bool]:
-        """Store an event and wait for JetStream's acknowledgement."""
-        ack = await self._publish(subject, body, headers)
+        """Store an event, sealed, and wait for JetStream's acknowledgement."""
+        ack = await self._publish(subject, body, self.trust.seal(subject, headers, body))
         return ack.seq, bool(ack.duplicate)
 
     async def quarantine(self, subject: str, raw: bytes, errors: tuple[FieldError, ...]) -> int:
@@ -247,7 +294,8 @@ class JetStreamStore:
         return await self.stored(seq)
 
     async def append(self, subject: str, body: bytes, headers: dict[str, str]) -> tuple[int, bool]:
-        """Store a case step if its case has not moved since it was read."""
+        """Store a case step, sealed, if its case has not moved since it was read."""
+        headers = self.trust.seal(subject, headers, body)
         try:
             ack = await self.js.publish(subject, body, timeout=self.timeout, headers=headers)
         except nats.js.errors.APIError as exc:

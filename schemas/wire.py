@@ -20,6 +20,8 @@ HEADER_CASE_STATE = "Hub-Case-State"
 HEADER_EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 HEADER_ATTACHMENT_NAME = "Hub-Attachment-Name"
 HEADER_ANSWER_ERROR = "Hub-Error"
+HEADER_SIGNATURE = "Hub-Signature"  # a bundle's (the hub's key) or a receipt batch's (its sender's)
+HEADER_SEAL = "Hub-Seal"  # the hub's seal on what it alone writes (events, dead-letter receipts)
 CONSUMER_BACKOFF_KEY = "hub_backoff_s"
 """Consumer metadata: the hub's retry delays after a failed handler (seconds, comma-separated)."""
 
@@ -144,6 +146,16 @@ class Wire:
         return f"{self._prefix}_QUARANTINE"
 
     @property
+    def audit_stream(self) -> str:
+        """The hub's signed, chained checkpoints over the record."""
+        return f"{self._prefix}_AUDIT"
+
+    @property
+    def checkpoint_subject(self) -> str:
+        """Where checkpoints are appended, one after another."""
+        return f"{self.root}.audit.checkpoint"
+
+    @property
     def attachments_bucket(self) -> str:
         """The object store of case attachments, named by SHA-256."""
         return f"{self._prefix}_ATTACHMENTS"
@@ -167,6 +179,7 @@ class Wire:
             self.receipts_stream,
             self.advisories_stream,
             self.quarantine_stream,
+            self.audit_stream,
         )
 
     # consumers

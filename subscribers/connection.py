@@ -20,7 +20,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 
-from subscribers.credentials import read_credentials
+from subscribers.credentials import CredentialsFile, read_credentials
 from subscribers.errors import NatsUnavailable, NotAuthorized
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,17 @@ TIMINGS: dict[str, Any] = {
 }
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 
-_IDENTITIES: weakref.WeakKeyDictionary[Client, str] = weakref.WeakKeyDictionary()
+_IDENTITIES: weakref.WeakKeyDictionary[Client, CredentialsFile] = weakref.WeakKeyDictionary()
 
 
 def identity_of(nc: Client) -> str | None:
     """The identity (organisation id) a connection was opened with, when ``connect`` opened it."""
+    found = _IDENTITIES.get(nc)
+    return found.name if found else None
+
+
+def credentials_of(nc: Client) -> CredentialsFile | None:
+    """The credentials file a connection was opened with, when ``connect`` opened it."""
     return _IDENTITIES.get(nc)
 
 
@@ -134,5 +140,5 @@ async def connect(
     if reconnect_attempts is not None:
         nc.options["max_reconnect_attempts"] = reconnect_attempts  # read at each reconnect
     if holder is not None:
-        _IDENTITIES[nc] = holder.name
+        _IDENTITIES[nc] = holder
     return nc

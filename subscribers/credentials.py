@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+HUB_KEY_BLOCK = "HUB SIGNING KEY"  # the hub's public key, issued with every organisation's file
 _BLOCK = re.compile(r"-{3,}BEGIN ([A-Z ]+)-{3,}\s*\n(.+?)\n\s*-{3,}END \1-{3,}", re.S)
 
 
@@ -23,6 +24,7 @@ class CredentialsFile:
     path: Path
     name: str  # the organisation (or hub identity) the JWT was issued to
     public_key: str
+    hub_key: str | None = None  # the hub's signing key (``ed25519:N…`` or ``sm2:04…``)
 
     @property
     def inbox_prefix(self) -> str:
@@ -56,4 +58,14 @@ def read_credentials(path: Path) -> CredentialsFile:
     if token is None or "USER NKEY SEED" not in found:
         raise ValueError(f"{path} is not a NATS credentials file (no user JWT and seed)")
     claims = jwt_claims(token)
-    return CredentialsFile(path, str(claims.get("name", "")), str(claims.get("sub", "")))
+    return CredentialsFile(
+        path, str(claims.get("name", "")), str(claims.get("sub", "")), found.get(HUB_KEY_BLOCK)
+    )
+
+
+def seed_of(path: Path) -> bytes:
+    """The NKey seed of a credentials file (to sign the holder's receipts)."""
+    found = blocks(path.read_text(encoding="utf-8")).get("USER NKEY SEED")
+    if found is None:
+        raise ValueError(f"{path} holds no seed")
+    return found.encode()

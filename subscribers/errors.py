@@ -8,6 +8,7 @@
     │   ├── NatsUnavailable    no NATS server answered at the given address
     │   └── HubNotFound        the server answers, but the hub's streams are not on it
     ├── NotAuthorized          the server refused the credentials, or they are another's
+    ├── HubKeyMissing          no hub key to check deliveries by (credentials from before it)
     └── ReaderConflict         another program already reads this organisation's deliveries
 """
 
@@ -79,6 +80,19 @@ def check_identity(connected_as: str | None, org: str) -> None:
     if connected_as is not None and connected_as != org:
         raise NotAuthorized(
             f"以 {org} 的名义", f"{connected_as} 的凭据", "一个单位的凭据只能以该单位的名义使用"
+        )
+
+
+class HubKeyMissing(HubError):
+    """Deliveries cannot be checked: the credentials carry no hub key (or no seed to sign with)."""
+
+    def __init__(self, org: str, credentials: str | None) -> None:
+        self.org, self.credentials = org, credentials
+        where = credentials or "（连接未使用凭据文件）"
+        super().__init__(
+            f"{where} 中没有枢纽签名公钥或本单位私钥，无法核验送达的信息并签署回执；"
+            f"请向枢纽管理员重新签发 {org} 的凭据（hub credentials issue {org} --replace）"
+            " / no hub signing key to check deliveries with"
         )
 
 

@@ -13,6 +13,11 @@ consumer's last attempt the receipt is ``dead_lettered``. The receipts of a batc
 the bundles are acknowledged. An event whose handler already succeeded in this process is not
 handed over again (a redelivered bundle, or a repeat after a crash, is absorbed by event key);
 across restarts of the embedding system, handlers should be idempotent on ``event.key``.
+
+Every bundle must carry the hub's signature, checked against the hub's key in the organisation's
+credentials file: a bundle without it (written into the stream by anyone but the hub, or changed
+since) never reaches the handler; it is logged, counted (``forged``) and dropped. Receipts are
+signed with the organisation's own key, so that nobody else can acknowledge in its name.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ from pydantic import ValidationError
 from schemas.delivery import BundledEvent, DeliveryBundle
 from schemas.envelope import DELIVERED, Event
 from schemas.receipt import Receipt, ReceiptBatch, ReceiptStatus
-from schemas.wire import CONSUMER_BACKOFF_KEY, Wire
-from subscribers.connection import identity_of
+from schemas.wire import CONSUMER_BACKOFF_KEY, HEADER_MSG_ID, HEADER_SIGNATURE, Wire
+from subscribers.connection import credentials_of, identity_of
 from subscribers.consume import IDLE_WAIT_S, pull_batches
-from subscribers.errors import HubNotFound, ReaderConflict, check_identity
+from subscribers.credentials import seed_of
+from subscribers.errors import HubKeyMissing, HubNotFound, ReaderConflict, check_identity
+from subscribers.signing import NkeySigner, Signer, signing_input, verify
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,13 @@ class _Seen:
             self._keys.popitem(last=False)
 
 
+def signed_by_hub(hub_key: str, msg: Msg) -> bool:
+    """Whether a delivery bundle carries the hub's signature over its subject, id and body."""
+    headers = msg.headers or {}
+    signed = signing_input(msg.subject, headers.get(HEADER_MSG_ID, ""), msg.data)
+    return verify(hub_key, signed, headers.get(HEADER_SIGNATURE, ""))
+
+
 class Recipient:
     """Receives one organisation's deliveries through its durable consumer."""
 
@@ -91,6 +105,8 @@ class Recipient:
         batch: int = 64,
         seen_capacity: int = 100_000,
         exclusive: bool = True,
+        hub_key: str | None = None,
+        signer: Signer | None = None,
     ) -> None:
         """Prepare to receive as ``org``.
 
@@ -106,8 +122,21 @@ class Recipient:
             exclusive: refuse to start while another program reads the organisation's
                 deliveries (it would take part of them); ``False`` for several instances of one
                 system that share the work on purpose.
+            hub_key: the hub's signing key; by default the one in the connection's credentials.
+            signer: signs the receipts; by default the seed of the connection's credentials.
+
+        Raises:
+            HubKeyMissing: no hub key to check the bundles with, or no key to sign receipts.
         """
         check_identity(identity_of(nc), org)
+        held = credentials_of(nc)
+        self.hub_key = hub_key or (held.hub_key if held else None)
+        if signer is None and held is not None:
+            signer = NkeySigner(seed_of(held.path))
+        if self.hub_key is None or signer is None:
+            raise HubKeyMissing(org, str(held.path) if held else None)
+        self.signer: Signer = signer
+        self.forged = 0
         self.nc, self.org = nc, org
         self.wire = wire or Wire()
         self.js = nc.jetstream(timeout=timeout_s)
@@ -179,6 +208,13 @@ class Recipient:
         received_at = datetime.now(UTC)
         meta = msg.metadata  # parsed from the reply subject on every access: read it once
         seq, attempt = meta.sequence.stream, meta.num_delivered
+        if not self._signed_by_hub(msg):
+            self.forged += 1
+            log.error(
+                "recipient.bundle_forged",
+                extra={"org": self.org, "seq": seq, "subject": msg.subject},
+            )
+            return []
         try:
             bundle = DeliveryBundle.model_validate_json(msg.data, context=DELIVERED)
         except ValidationError as exc:
@@ -190,6 +226,9 @@ class Recipient:
         return [
             await self._handle(item, seq, attempt, received_at, handler) for item in bundle.items
         ]
+
+    def _signed_by_hub(self, msg: Msg) -> bool:
+        return self.hub_key is not None and signed_by_hub(self.hub_key, msg)
 
     async def _handle(
         self, item: BundledEvent, seq: int, attempt: int, received_at: datetime, handler: Handler
@@ -247,11 +286,11 @@ class Recipient:
         for start in range(0, len(receipts), RECEIPTS_PER_MESSAGE):
             chunk = tuple(receipts[start : start + RECEIPTS_PER_MESSAGE])
             batch = ReceiptBatch(recipient=self.org, receipts=chunk)
+            subject, body = self.wire.receipts(self.org), batch.model_dump_json().encode()
+            signature = self.signer.sign(signing_input(subject, "", body))
             try:
                 await self.js.publish(
-                    self.wire.receipts(self.org),
-                    batch.model_dump_json().encode(),
-                    timeout=self.timeout_s,
+                    subject, body, timeout=self.timeout_s, headers={HEADER_SIGNATURE: signature}
                 )
             except (TimeoutError, nats.errors.Error) as exc:
                 log.warning(

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 from nats.js import JetStreamContext
 
+from hub.audit.trust import RecordTrust
 from hub.config import HubSettings
 from hub.identity.sessions import connect_as
 from hub.ledger import EventRecord, ReceiptRecord
@@ -228,3 +229,8 @@ def receipt(
 
 
 HUB = str(Path(sys.executable).parent / "hub")
+
+
+def trust_of_hub(hub: Hub) -> RecordTrust:
+    """The record keys and organisations' keys of a running hub's credentials store."""
+    return RecordTrust.load(hub.settings)

@@ -28,7 +28,7 @@ from subscribers.cases import AttachmentRefused, CaseClient
 from subscribers.errors import EventRejected, HubUnavailable
 from subscribers.publisher import Publisher
 from tests.conftest import BACKENDS, Orgs, hub_running, open_ledger
-from tests.helpers import Clock, eventually, receiving, run_hub, scrape
+from tests.helpers import Clock, eventually, receiving, run_hub, scrape, trust_of_hub
 
 TOWNSHIP = "qingxian-liuhe"  # 流河镇人民政府
 LAND = "qingxian-zrzy"  # 青县自然资源和规划局
@@ -164,7 +164,7 @@ async def test_not_ours_goes_to_the_county_government_and_a_dispute_to_the_two_o
     # the cases are rebuilt from the events stream alone, on either database
     for backend in BACKENDS:
         async with open_ledger(backend, tmp_path, f"rebuilt-{backend}") as rebuilt:
-            await rebuild(case_hub.js, settings.wire, rebuilt)
+            await rebuild(case_hub.js, settings.wire, rebuilt, trust_of_hub(case_hub))
             assert await rebuilt.case_states() == await case_hub.ledger.case_states()
     # the department given the case may read its material
     market = CaseClient(await orgs.nc(MARKET), MARKET, wire=settings.wire)

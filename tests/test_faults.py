@@ -23,6 +23,7 @@ import nats.js.errors
 import pytest
 from nats.js import JetStreamContext
 
+from hub.audit.trust import RecordTrust
 from hub.config import HubSettings
 from hub.errors import HubUnavailable
 from hub.identity import OPS
@@ -228,7 +229,7 @@ async def crash_scenario(
                 if r.status == "acknowledged"
             }
             async with Ledger.open(f"sqlite:///{tmp_path / 'rebuilt.sqlite3'}") as rebuilt:
-                await rebuild(ops, settings.wire, rebuilt)
+                await rebuild(ops, settings.wire, rebuilt, RecordTrust.load(settings))
                 replayed = await rebuilt.dump()
     assert crashed.is_set()
     assert len(keys) == EVENTS

@@ -26,7 +26,7 @@ from schemas.receipt import Receipt
 from schemas.shanghai import SHANGHAI
 from subscribers.recipient import Delivery
 from tests.conftest import BACKENDS, Orgs, hub_running, open_ledger
-from tests.helpers import eventually, receiving
+from tests.helpers import eventually, receiving, trust_of_hub
 
 pytestmark = pytest.mark.connected
 
@@ -107,7 +107,9 @@ async def test_live_ledger_records_every_pair_and_a_rebuild_gives_the_same_rows(
     assert len(pairs) == sum(scenario.expected.values())
     for backend in BACKENDS:  # the same rows on the same backend and on the other one
         async with open_ledger(backend, tmp_path, f"rebuilt-{backend}") as rebuilt:
-            read = await rebuild(ledger_hub.js, ledger_hub.settings.wire, rebuilt)
+            read = await rebuild(
+                ledger_hub.js, ledger_hub.settings.wire, rebuilt, trust_of_hub(ledger_hub)
+            )
             assert await rebuilt.dump() == live, backend
     assert read[ledger_hub.settings.wire.events_stream] == len(scenario.keys)
 
@@ -141,7 +143,7 @@ async def test_the_same_scenario_gives_identical_reports_on_sqlite_and_postgresq
             reports = {}
             for backend in BACKENDS:
                 async with open_ledger(backend, tmp_path, f"copy-{backend}") as copy:
-                    await rebuild(hub.js, settings.wire, copy)
+                    await rebuild(hub.js, settings.wire, copy, trust_of_hub(hub))
                     reports[backend] = await _reports(copy, registry, day)
             reports["live"] = await _reports(ledger, registry, day)
     assert reports["sqlite"] == reports["postgresql"] == reports["live"]

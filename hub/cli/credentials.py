@@ -12,7 +12,14 @@ from hub.cli.common import Exit, fail, known_org, reach, registry_of, run, setti
 from hub.cli.root import app
 from hub.config import HubSettings
 from hub.errors import HubUnavailable
-from hub.identity import Authority, Role, ensure_own, org_credentials_path, permissions
+from hub.identity import (
+    Authority,
+    Role,
+    ensure_own,
+    org_credentials_path,
+    permissions,
+    with_hub_key,
+)
 from hub.identity.authority import write_secret
 from hub.identity.tls import ensure_tls
 from hub.identity.updates import push_account
@@ -78,7 +85,7 @@ def credentials_issue(
         authority.revoke(org)
         org_credentials_path(settings, org).unlink(missing_ok=True)  # the store's copy is stale
     token, text = authority.issue(org, Role.ORG, permissions(settings, org), public_key=public_key)
-    write_secret(out, text if text is not None else token + "\n")
+    write_secret(out, with_hub_key(text if text is not None else token + "\n", settings))
     kind = "用户 JWT（与该单位自己的私钥配合使用）" if text is None else "凭据文件（含私钥）"
     typer.echo(f"已签发 {org} 的{kind}：{out}（权限 0600）")
     if current is not None:

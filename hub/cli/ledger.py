@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from hub import log
+from hub.audit.trust import RecordTrust
 from hub.cli.common import Exit, nats_session, reach, run, settings_of
 from hub.cli.root import app
 from hub.identity import OPS
@@ -65,7 +66,8 @@ def ledger_rebuild(
                         tasks[stream] = bar.add_task(stream, total=total)
                     bar.update(tasks[stream], completed=done, total=total)
 
-                read = await rebuild(nc.jetstream(), settings.wire, ledger, progress=show)
+                trust = RecordTrust.load(settings)
+                read = await rebuild(nc.jetstream(), settings.wire, ledger, trust, progress=show)
             counts = await ledger.counts()
         typer.echo(f"台账已重建：{shown(target)}")
         for stream, n in read.items():

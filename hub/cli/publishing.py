@@ -38,9 +38,11 @@ from hub.samples import sample_event
 from schemas.delivery import DeliveryBundle
 from schemas.envelope import CATEGORIES, DELIVERED, Event, label_of, summary_zh
 from schemas.shanghai import clock_text, local_text, now_local
+from subscribers.connection import credentials_of
 from subscribers.consume import pull_batches
+from subscribers.errors import HubKeyMissing
 from subscribers.publisher import Publisher
-from subscribers.recipient import Delivery, Recipient
+from subscribers.recipient import Delivery, Recipient, signed_by_hub
 
 Show = Callable[[Event, str, bool], None]
 PEEK_IDLE_S = 60.0  # the server drops a watch's consumer this long after its last read
@@ -199,9 +201,18 @@ async def _peek(
         await js.delete_consumer(stream, name)  # a previous watch's, with its own start point
     await js.add_consumer(stream, config)
     sub = await js.pull_subscribe_bind(durable=name, stream=stream)
+    held = credentials_of(nc)
+    if held is None or held.hub_key is None:
+        raise HubKeyMissing(org, str(held.path) if held else None)
     try:
         async for msgs in pull_batches(sub, stop, batch=64):
             for msg in msgs:
+                if not signed_by_hub(held.hub_key, msg):
+                    seq = msg.metadata.sequence.stream
+                    typer.echo(
+                        f"{clock_text()} 拒收：送达序号 {seq} 没有枢纽的签名（伪造或被改动）"
+                    )
+                    continue
                 bundle = DeliveryBundle.model_validate_json(msg.data, context=DELIVERED)
                 for item in bundle.items:
                     show(item.event, local_text(item.published_at), item.redacted)

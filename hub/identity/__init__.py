@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hub.audit import keys as record_keys
 from hub.config import HubSettings
 from hub.errors import ConfigError
 from hub.identity.authority import Authority, Issued, ServerTrust, holder, write_secret
 from hub.identity.permissions import Permissions, Role, for_admin, for_hub, for_ops, for_org
 from hub.registry import Registry
-from subscribers.credentials import blocks, jwt_claims, read_credentials
+from subscribers.credentials import HUB_KEY_BLOCK, blocks, jwt_claims, read_credentials
 
 __all__ = [
     "ADMIN",
@@ -29,6 +30,7 @@ __all__ = [
     "ensure_demo",
     "ensure_own",
     "org_credentials_path",
+    "with_hub_key",
 ]
 
 HUB, OPS, ADMIN = "_hub", "_ops", "_admin"  # never an organisation's id (those start a-z)
@@ -78,12 +80,27 @@ def permissions(settings: HubSettings, name: str) -> Permissions:
 
 
 def _current(path: Path, settings: HubSettings, name: str) -> bool:
-    """The file exists and was issued for this subject root (its permissions say so)."""
+    """The file exists, was issued for this subject root, and carries the hub's signing key."""
     if not path.exists():
         return False
-    token = blocks(path.read_text(encoding="utf-8")).get("NATS USER JWT", "")
+    found = blocks(path.read_text(encoding="utf-8"))
+    token = found.get("NATS USER JWT", "")
     allowed = jwt_claims(token).get("nats", {}).get("pub", {}).get("allow", []) if token else []
-    return sorted(allowed) == sorted(set(permissions(settings, name).publish))
+    hub_key = record_keys.load(settings.credentials_store).public
+    return (
+        sorted(allowed) == sorted(set(permissions(settings, name).publish))
+        and found.get(HUB_KEY_BLOCK) == hub_key
+    )
+
+
+def with_hub_key(text: str, settings: HubSettings) -> str:
+    """Credentials text with the hub's signing key appended: what its deliveries are checked by."""
+    hub_key = record_keys.load(settings.credentials_store).public
+    return (
+        f"{text.rstrip()}\n\n"
+        "The hub's signing key: delivery bundles must carry its signature.\n"
+        f"-----BEGIN {HUB_KEY_BLOCK}-----\n{hub_key}\n------END {HUB_KEY_BLOCK}------\n"
+    )
 
 
 def issue_into(authority: Authority, settings: HubSettings, name: str, path: Path) -> None:
@@ -94,11 +111,12 @@ def issue_into(authority: Authority, settings: HubSettings, name: str, path: Pat
     _, text = authority.issue(name, role, permissions(settings, name))
     if text is None:
         raise ConfigError(name, "credentials were issued without a seed")
-    write_secret(path, text)
+    write_secret(path, with_hub_key(text, settings))
 
 
 def ensure_own(authority: Authority, settings: HubSettings) -> None:
-    """The hub's own identities (hub, ops, admin) exist for this subject root."""
+    """The hub's record keys, and its own identities (hub, ops, admin) for this subject root."""
+    record_keys.ensure(settings.credentials_store, settings.audit_suite)
     for name in OWN:
         path = _own_path(settings, name)
         if not _current(path, settings, name):

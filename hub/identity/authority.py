@@ -54,6 +54,7 @@ class Issued:
     public_key: str
     issued_at: int
     revoked_at: int | None = None
+    keys: tuple[str, ...] = ()  # every public key ever issued to it, the current one last
 
     def as_json(self) -> dict[str, Any]:
         """The ``issued.json`` form."""
@@ -63,6 +64,7 @@ class Issued:
             "public_key": self.public_key,
             "issued_at": self.issued_at,
             "revoked_at": self.revoked_at,
+            "keys": list(self.keys or (self.public_key,)),
         }
 
 
@@ -197,7 +199,10 @@ class Authority:
             self._seed("account"),
         )
         document = self._load()
-        document["identities"][name] = Issued(name, role, subject, int(time.time())).as_json()
+        before = document["identities"].get(name)
+        earlier = tuple(before.get("keys", [before["public_key"]])) if before else ()
+        issued = Issued(name, role, subject, int(time.time()), keys=(*earlier, subject))
+        document["identities"][name] = issued.as_json()
         self._save(document)
         return token, jwt.credentials_text(token, seed) if seed else None
 
@@ -219,7 +224,14 @@ class Authority:
     def issued(self) -> list[Issued]:
         """Every identity's current key, in name order."""
         return [
-            Issued(r["name"], Role(r["role"]), r["public_key"], r["issued_at"], r["revoked_at"])
+            Issued(
+                r["name"],
+                Role(r["role"]),
+                r["public_key"],
+                r["issued_at"],
+                r["revoked_at"],
+                tuple(r.get("keys", [r["public_key"]])),
+            )
             for _, r in sorted(self._load()["identities"].items())
         ]
 

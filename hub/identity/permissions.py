@@ -100,6 +100,7 @@ def for_hub(wire: Wire, name: str = "hub") -> Permissions:
             f"{root}.deliver.>",
             f"{root}.quarantine.>",
             f"{root}.receipts.>",  # dead-letter receipts on a silent recipient's behalf
+            f"{root}.audit.>",  # signed checkpoints
             f"$O.{wire.attachments_bucket}.>",  # case attachments
             f"$KV.{wire.grants_bucket}.>",  # who may use them
             *_reading(wire),
