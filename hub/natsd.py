@@ -24,6 +24,7 @@ from typing import Any, Self
 from hub.errors import ConfigError, NatsServerError
 from hub.identity.authority import ServerTrust
 from hub.identity.tls import TlsFiles, ensure_tls
+from hub.store_key import CIPHER, KEY_VARIABLE, guard_store
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class NatsServer(_Running):
     ``trust`` (the credentials authority's operator and accounts) turns on authorization: without
     it the server is open, which only the benchmarks' raw baseline uses. ``tls`` secures client
     connections; it is required to listen beyond loopback. Monitoring stays on loopback.
+    ``store_key`` encrypts the JetStream store at rest; it reaches the process through its
+    environment, never through the configuration file.
     """
 
     store_dir: Path
@@ -118,6 +121,7 @@ class NatsServer(_Running):
     tls: TlsFiles | None = None
     monitor_host: str = "127.0.0.1"
     max_store_bytes: int | None = None  # JetStream's file storage (the account's limit fits in)
+    store_key: str | None = field(default=None, repr=False)
     _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
     @property
@@ -162,6 +166,9 @@ class NatsServer(_Running):
         if self.sync_always:
             # fsync each write before acknowledging it: an accepted event survives power loss
             lines.append("  sync_interval: always")
+        if self.store_key is not None:
+            # encrypted at rest; the key is in the server's environment, not in this file
+            lines += [f"  cipher: {CIPHER}", f"  key: ${KEY_VARIABLE}"]
         lines.append("}")
         lines += trust_config(self.trust, self.store_dir / "jwt")
         lines += _tls_lines(self.tls, verify=False)
@@ -188,6 +195,7 @@ class NatsServer(_Running):
                 "hub credentials tls, or keep HUB_EMBEDDED_HOST=127.0.0.1",
             )
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        guard_store(self.store_dir, self.store_key)
         self.port = self.port or free_port(self.host)
         self.monitor_port = self.monitor_port or free_port(self.host)
         self.config_file.write_text(self.render_config(), encoding="utf-8")
@@ -198,10 +206,18 @@ class NatsServer(_Running):
                 str(self.config_file),
                 stdout=log_out,
                 stderr=log_out,
+                env=self._environment(),
                 start_new_session=True,  # Ctrl-C in a terminal reaches the hub, which stops us
             )
         await self._wait_ready()
         log.info("natsd.started", extra={"url": self.url, "pid": self._proc.pid})
+
+    def _environment(self) -> dict[str, str]:
+        """The server's environment: this one's, with the store key (quoted: read as a string)."""
+        environment = {k: v for k, v in os.environ.items() if k != KEY_VARIABLE}
+        if self.store_key is not None:
+            environment[KEY_VARIABLE] = json.dumps(self.store_key)
+        return environment
 
     async def _wait_ready(self) -> None:
         async with asyncio.timeout(START_TIMEOUT_S):
@@ -310,6 +326,7 @@ class NatsCluster(_Running):
     trust: ServerTrust | None = None
     tls: TlsFiles | None = None
     max_store_bytes: int | None = None
+    store_key: str | None = field(default=None, repr=False)
     nodes: list[NatsServer] = field(default_factory=list)
 
     @property
@@ -347,6 +364,7 @@ class NatsCluster(_Running):
                     trust=self.trust,
                     tls=self.tls,
                     max_store_bytes=self.max_store_bytes,
+                    store_key=self.store_key,
                 )
                 for i in range(self.size)
             ]

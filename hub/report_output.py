@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from enum import StrEnum
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -18,7 +19,11 @@ from hub.ledger import DeliveryState
 from hub.reports import DailyReport, Item, Line, OrgReport, Tally
 from hub.timeliness import CAUSE_ZH, VERDICT_ZH
 from schemas.envelope import CATEGORIES
+from schemas.personal import mask_text, mask_values
 from schemas.shanghai import local_text
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Format(StrEnum):
@@ -193,6 +198,25 @@ def _csv_tally(t: Tally) -> list[str]:
     return [_csv_cell(name, values[name]) for name, _ in TALLY_COLUMNS]
 
 
+def _masked(
+    render: Callable[Concatenate[R, Format, P], str],
+) -> Callable[Concatenate[R, Format, P], str]:
+    """A report as people read it: every resident ID and mobile number in it masked.
+
+    Event keys are the publishers' own ids, and may carry one; JSON keeps its numbers numbers.
+    """
+
+    @functools.wraps(render)
+    def masked(report: R, fmt: Format, /, *args: P.args, **kwargs: P.kwargs) -> str:
+        text = render(report, fmt, *args, **kwargs)
+        if fmt is Format.JSON:
+            return json.dumps(mask_values(json.loads(text)), ensure_ascii=False, indent=2)
+        return mask_text(text)
+
+    return masked
+
+
+@_masked
 def render_daily(report: DailyReport, fmt: Format) -> str:
     """The daily report in ``fmt``."""
     if fmt is Format.JSON:
@@ -231,6 +255,7 @@ def render_daily(report: DailyReport, fmt: Format) -> str:
     )
 
 
+@_masked
 def render_org(
     report: OrgReport, fmt: Format, *, items_only: bool = False, cases_only: bool = False
 ) -> str:

@@ -35,3 +35,23 @@ def mask_text(text: str) -> str:
     """Every resident ID number and mobile number in ``text``, masked."""
     text = _RESIDENT_ID.sub(lambda m: mask_resident_id(m.group(0)), text)
     return _MOBILE.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+def mask_values(value: object) -> object:
+    """``value`` as JSON-ready data (dicts, lists, strings, numbers) with every string masked.
+
+    Numbers stay numbers, so a document keeps its shape; an integer that reads as an ID or mobile
+    number becomes its masked text. Anything else is shown as its ``str``, masked.
+    """
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        shown = mask_text(str(value))
+        return value if shown == str(value) else shown
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {mask_text(str(k)): mask_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [mask_values(v) for v in value]
+    return mask_text(str(value))

@@ -30,6 +30,7 @@ from hub.ledger import Ledger
 from hub.natsd import NatsServer
 from hub.registry import Registry, load_registry
 from hub.service import Hub, running_hub
+from hub.store_key import KEY_FILE_NAME, ensure_key
 from subscribers.publisher import Publisher
 
 FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
@@ -70,7 +71,9 @@ def trust_of(authority_dir: Path) -> ServerTrust:
 
 
 def secured_server(store_dir: Path, authority_dir: Path, **options: Any) -> NatsServer:
-    """A nats-server with authorization on (no test runs an open server)."""
+    """A nats-server with authorization on (no test runs an open server), its store encrypted
+    with the session's key (``store_key=None``: in plaintext, to compare)."""
+    options.setdefault("store_key", ensure_key(authority_dir / KEY_FILE_NAME))
     return NatsServer(
         store_dir, trust=trust_of(authority_dir), max_store_bytes=JETSTREAM_BYTES, **options
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +74,27 @@ def test_nats_listens_for_clients_and_routes_with_tls_and_trusts_only_the_operat
     assert 'cert_file: "/etc/nats/credentials/tls/server.pem"' in client_tls.split("tls {")[1]
     assert "verify: true" in cluster.split("tls {")[1]
     assert "http: 127.0.0.1:8222" in config  # monitoring inside the container only
+
+
+def test_the_store_is_encrypted_with_a_key_that_the_environment_must_give() -> None:
+    config = (ROOT / "deploy" / "nats.conf").read_text(encoding="utf-8")
+    jetstream = config.split("jetstream {")[1].split("}")[0]
+    assert "cipher: chachapoly" in jetstream and "key: $JS_KEY" in jetstream
+    for node in NODES:  # an empty JS_KEY would run the store in plaintext: compose refuses it
+        assert compose()["services"][node]["environment"]["JS_KEY"].startswith("${JS_KEY:?")
+
+
+def test_nats_refuses_the_shipped_config_without_the_key_in_its_environment(
+    tmp_path: Path,
+) -> None:
+    ports = {"client": free_ports(3), "monitor": free_ports(3), "route": free_ports(3)}
+    config = node_config(0, tmp_path, ports)
+    env = {k: v for k, v in os.environ.items() if k != "JS_KEY"} | {"NATS_SERVER_NAME": "nats-1"}
+    checked = subprocess.run(
+        [BIN / "nats-server", "-t", "-c", config], env=env, capture_output=True, text=True
+    )
+    assert checked.returncode != 0
+    assert "JS_KEY" in checked.stderr + checked.stdout
 
 
 def test_the_hub_command_the_compose_file_runs_exists() -> None:
@@ -185,8 +208,10 @@ async def test_the_compose_topology_runs_from_its_own_files_with_authorization_a
     free = free_ports(9)
     ports = {"client": free[0:3], "monitor": free[3:6], "route": free[6:9]}
     nodes = []
+    key = secrets.token_hex(32)  # what the county's .env gives every node
     for i, node in enumerate(NODES):
-        config, node_env = node_config(i, tmp_path, ports), {**os.environ, "NATS_SERVER_NAME": node}
+        config = node_config(i, tmp_path, ports)
+        node_env = {**os.environ, "NATS_SERVER_NAME": node, "JS_KEY": key}
         code, _, err = await run(BIN / "nats-server", "-t", "-c", config, env=node_env)
         assert code == 0, err
         nodes.append(
@@ -230,6 +255,10 @@ async def test_the_compose_topology_runs_from_its_own_files_with_authorization_a
             await process.wait()
     assert code == 0, err
     assert "已受理" in out
+    event_id = json.loads(example)["id"].encode()  # in the stored event and its headers
+    stored = [f for i in range(len(NODES)) for f in (tmp_path / f"node-{i}").rglob("*")]
+    assert len([f for f in stored if f.is_file()]) > 10  # the streams were written here
+    assert [f for f in stored if f.is_file() and event_id in f.read_bytes()] == []
 
 
 async def _healthy(port: int) -> bool:

@@ -43,8 +43,9 @@ def quarantine_list(
                     if record["received_at"]
                     else "—"
                 )
-                typer.echo(f"#{seq} {received} {record['subject']} （{record['size']} 字节）")
-                for error in record["errors"]:
-                    typer.echo(f"    {error['field']}: {mask_text(error['message_zh'])}")
+                shown = [f"#{seq} {received} {record['subject']} （{record['size']} 字节）"]
+                shown += [f"    {e['field']}: {e['message_zh']}" for e in record["errors"]]
+                for line in shown:  # the reasons may quote what was sent: ids, codes, numbers
+                    typer.echo(mask_text(line))
 
     run(work)

@@ -25,6 +25,7 @@ from hub.registry import Registry
 from hub.report_output import rate_zh
 from hub.reports import daily_report
 from hub.service import Hub, running_hub, serve
+from hub.store_key import store_key
 from hub.timeliness import shanghai_day
 from subscribers.dashboard import dashboard_app
 from subscribers.inbox import Inbox
@@ -57,6 +58,7 @@ def up(
     ensure_own(authority, settings)
     ensure_demo(authority, settings, registry)  # development credentials of every organisation
     tls = server_tls(settings)
+    key = store_key(settings)  # JetStream's store is encrypted at rest
 
     async def work(stop: asyncio.Event) -> None:
         server: NatsServer | NatsCluster
@@ -67,6 +69,7 @@ def up(
                 trust=authority.server_trust(),
                 tls=tls,
                 max_store_bytes=settings.jetstream_max_bytes,
+                store_key=key,
             )
         else:
             server = NatsServer(
@@ -77,6 +80,7 @@ def up(
                 trust=authority.server_trust(),
                 tls=tls,
                 max_store_bytes=settings.jetstream_max_bytes,
+                store_key=key,
             )
         async with server:
             running = settings.model_copy(
