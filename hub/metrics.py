@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeHistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from hub.audit.watch import AuditState
 from hub.cases.state import CaseKind
 from hub.ops import OpsSnapshot
 from hub.provisioning import ConfigState
@@ -117,6 +118,30 @@ class HubMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.audit_findings = Gauge(
+            "hub_audit_findings",
+            "Messages or checkpoints the latest record verification found deleted, changed or "
+            "inserted (-1: not verified yet)",
+            registry=self.registry,
+        )
+        self.audit_checkpoints = Gauge(
+            "hub_audit_checkpoints",
+            "Valid signed checkpoints in the record at the latest verification",
+            registry=self.registry,
+        )
+        self.ledger_differences = Gauge(
+            "hub_ledger_differences",
+            "Ledger rows that differed from their recomputation from the streams at the latest "
+            "deep check (-1: not checked yet)",
+            registry=self.registry,
+        )
+        self.bundles_refused = Gauge(
+            "hub_bundles_refused",
+            "Delivery bundles a recipient's SDK refused since the hub started "
+            "(forged or unreadable)",
+            ["recipient"],
+            registry=self.registry,
+        )
         self._lag = _LagHistogram()
         self.registry.register(self._lag)
 
@@ -133,8 +158,21 @@ class HubMetrics:
         for rule in set(rules):
             self.rejected.labels(publisher=publisher, rule=rule).inc()
 
-    def refresh(self, snapshot: OpsSnapshot, store_check: StoreCheck, config: ConfigState) -> None:
-        """Set the per-recipient figures from an ops snapshot, and the store check's outcome."""
+    def refresh(
+        self,
+        snapshot: OpsSnapshot,
+        store_check: StoreCheck,
+        config: ConfigState,
+        audit: AuditState | None = None,
+    ) -> None:
+        """Set the per-recipient figures from an ops snapshot, and the checks' outcomes."""
+        if audit is not None:
+            self.audit_findings.set(audit.findings if audit.verified_at else -1)
+            self.audit_checkpoints.set(audit.checkpoints)
+            self.ledger_differences.set(audit.ledger_differences if audit.ledger_checked_at else -1)
+            self.bundles_refused.clear()
+            for recipient, count in audit.refused.items():
+                self.bundles_refused.labels(recipient=recipient).set(count)
         if store_check.missing is not None:
             self.events_missing.set(len(store_check.missing))
         self.store_check_ok.set(0 if store_check.trouble else 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,7 +19,9 @@ from nats.js import JetStreamContext
 
 from hub.advisories import DeadLetters
 from hub.attachments import Attachments, header_text, reply_with
+from hub.audit.checkpoints import Checkpointer
 from hub.audit.trust import RecordTrust
+from hub.audit.watch import AuditWatch
 from hub.cases.answers import CaseAnswers
 from hub.cases.desk import CaseDesk
 from hub.cases.rules import CaseRules
@@ -34,6 +37,7 @@ from hub.ledger import Ledger
 from hub.metrics import HubMetrics, middleware
 from hub.projection import Projector, ReceiptTime, stored_at
 from hub.provisioning import ConfigState, Provisioner
+from hub.recompute import deep_check
 from hub.reconcile import StoreCheck, StoreChecker
 from hub.registry import Registry
 from hub.rejections import Rejections
@@ -136,6 +140,8 @@ class Hub:
     web_url: str
     store_check: StoreCheck
     config_state: ConfigState
+    audit: AuditWatch
+    checkpointer: Checkpointer
 
 
 @asynccontextmanager
@@ -191,6 +197,12 @@ async def running_hub(
             stack.push_async_callback(subscription.unsubscribe)
         store_checker = StoreChecker(broker.connection, js, settings.wire, ledger, clock)
         store_check, rejections = store_checker.outcome, Rejections()
+        checkpointer = Checkpointer(js, settings, trust, clock)
+        audit = AuditWatch(js, settings.wire, trust, clock, settings.audit_verify_s)
+        refused = await broker.connection.subscribe(
+            settings.wire.refused_advisories, cb=audit.count_refused
+        )
+        stack.push_async_callback(refused.unsubscribe)
         web = web_app(
             WebState(
                 settings,
@@ -202,6 +214,7 @@ async def running_hub(
                 store_check,
                 rejections,
                 provisioner.state,
+                audit.state,
             )
         )
         try:
@@ -217,8 +230,14 @@ async def running_hub(
                 tasks.create_task(projector.run(stop))
                 watch = OverdueWatch(desk, ledger, clock, settings.case_watch_s)
                 tasks.create_task(watch.run(stop))
+                deep = functools.partial(
+                    deep_check, js, settings.wire, ledger, trust, receipt_time=receipt_time
+                )
+                tasks.create_task(audit.run_ledger(stop, deep, settings.deep_check_s))
             tasks.create_task(DeadLetters(js, settings, trust).run(stop))
             tasks.create_task(provisioner.run(stop))
+            tasks.create_task(checkpointer.run(stop))
+            tasks.create_task(audit.run(stop))
             tasks.create_task(follow_rejections(js, settings.wire, rejections, clock, stop))
             tasks.create_task(
                 store_checker.run(
@@ -241,6 +260,8 @@ async def running_hub(
                     web_url,
                     store_check,
                     provisioner.state,
+                    audit,
+                    checkpointer,
                 )
             finally:
                 stop.set()  # every loop finishes its batch; the task group waits for them

@@ -222,9 +222,18 @@ async def read_stream(
 
 
 async def read_range(
-    js: JetStreamContext, stream: str, start: int, end: int, *, batch: int = 1000
+    js: JetStreamContext,
+    stream: str,
+    start: int,
+    end: int,
+    *,
+    batch: int = 1000,
+    wait_s: float = READ_TIMEOUT_S,
 ) -> AsyncIterator[list[Msg]]:
-    """The messages of ``stream`` with ``start`` ≤ sequence ≤ ``end`` (deleted ones are absent)."""
+    """The messages of ``stream`` with ``start`` ≤ sequence ≤ ``end`` (deleted ones are absent).
+
+    Stops early when the server sends nothing for ``wait_s`` (a message it cannot read, say).
+    """
     info = await js.stream_info(stream)
     if end < start or info.state.last_seq < start or not info.state.messages:
         return
@@ -232,16 +241,14 @@ async def read_range(
         (info.config.subjects or [">"])[0],
         stream=stream,
         ordered_consumer=True,
-        config=ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
-        ),
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start),
     )
     try:
         pending: list[Msg] = []
         while True:
             try:
-                msg = await sub.next_msg(timeout=READ_TIMEOUT_S)
-            except TimeoutError:  # nothing at or after ``start`` any more (all deleted)
+                msg = await sub.next_msg(timeout=wait_s)
+            except TimeoutError:  # nothing more: deleted, or not readable
                 break
             seq = msg.metadata.sequence.stream
             if seq > end:

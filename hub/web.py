@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from hub.asyncapi import specification
+from hub.audit.watch import AuditState
 from hub.config import HubSettings
 from hub.ledger import Ledger
 from hub.metrics import HubMetrics
@@ -53,6 +54,7 @@ class WebState:
     store_check: StoreCheck
     rejections: Rejections
     config_state: ConfigState
+    audit: AuditState | None = None
 
 
 def page(name: str) -> str:
@@ -82,6 +84,7 @@ def web_app(state: WebState) -> ASGIApp:
             return slow.response()
         document = ops_document(taken, state.registry, state.store_check)
         document["config"] = config_document(state.config_state)
+        document["audit"] = audit_document(state.audit, state.registry)
         rejected = rejections_document(state.rejections, state.registry)
         return JSONResponse(document | {"rejections": rejected})
 
@@ -90,7 +93,7 @@ def web_app(state: WebState) -> ASGIApp:
             taken = await _within(state.settings.request_timeout_s, snapshot(request))
         except LedgerSlow as slow:
             return slow.response()
-        state.metrics.refresh(taken, state.store_check, state.config_state)
+        state.metrics.refresh(taken, state.store_check, state.config_state, state.audit)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def healthz(request: Request) -> Response:
@@ -205,6 +208,35 @@ def ops_document(
             "examples": list((store_check.missing or ())[:5]),
             "trouble": store_check.trouble,
         },
+    }
+
+
+def audit_document(audit: AuditState | None, registry: Registry) -> dict[str, Any] | None:
+    """The record: the key it is signed with, the latest verification and what it found."""
+    if audit is None:
+        return None
+    return {
+        "public_key": audit.public_key,
+        "suite": audit.suite,
+        "verified_at": local_text(audit.verified_at) if audit.verified_at else None,
+        "checkpoints": audit.checkpoints,
+        "last_checkpoint_at": (
+            local_text(audit.last_checkpoint_at) if audit.last_checkpoint_at else None
+        ),
+        "messages": audit.messages,
+        "findings": audit.findings,
+        "examples": list(audit.examples),
+        "trouble": audit.trouble,
+        "ledger_checked_at": (
+            local_text(audit.ledger_checked_at) if audit.ledger_checked_at else None
+        ),
+        "ledger_differences": audit.ledger_differences,
+        "ledger_examples": list(audit.ledger_examples),
+        "ledger_trouble": audit.ledger_trouble,
+        "refused": [
+            {"recipient": org, "name": registry.name(org), "count": n}
+            for org, n in sorted(audit.refused.items())
+        ],
     }
 
 

@@ -141,6 +141,11 @@ class Wire:
         return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.deliveries_stream}.*"
 
     @property
+    def refused_advisories(self) -> str:
+        """The advisory subject of a bundle a recipient's SDK refused: forged or unreadable."""
+        return f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{self.deliveries_stream}.*"
+
+    @property
     def quarantine_stream(self) -> str:
         """Rejected messages, kept with their reasons."""
         return f"{self._prefix}_QUARANTINE"

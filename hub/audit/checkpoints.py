@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import BaseModel, ConfigDict
 
-from hub.audit.messages import message_digest
+from hub.audit.messages import message_digest, stored_text
 from hub.audit.trust import RecordTrust
 from hub.config import HubSettings
 from hub.streams import WRONG_LAST_SEQUENCE, read_range
@@ -102,7 +102,7 @@ class Checkpointer:
         """What a checkpoint says of one message."""
         headers, seq = msg.headers or {}, msg.metadata.sequence.stream
         suite = self.trust.keys.suite
-        found = message_digest(suite, msg.subject, headers, msg.data)
+        found = message_digest(suite, msg.subject, headers, msg.data, stored_text(msg))
         if stream == self.wire.events_stream:
             sealed = self.trust.hub_sealed(msg.subject, headers, msg.data)
             return stream, seq, found, OK if sealed else FOREIGN, headers.get(HEADER_MSG_ID, "")

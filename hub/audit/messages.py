@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from nats.aio.msg import Msg
+
 from hub.audit.keys import RecordKeys
 from schemas.wire import (
     HEADER_CASE_STATE,
@@ -33,15 +35,25 @@ MATTERING = (
 )
 
 
-def canonical(subject: str, headers: Mapping[str, str], body_digest: bytes) -> bytes:
-    """The bytes a message's digest is taken over."""
-    lines = [subject, *(f"{h}: {headers[h]}" for h in MATTERING if headers.get(h))]
+def canonical(
+    subject: str, headers: Mapping[str, str], body_digest: bytes, stored: str = ""
+) -> bytes:
+    """The bytes a message's digest is taken over (``stored``: when the stream stored it)."""
+    when = [f"Stored: {stored}"] if stored else []
+    lines = [subject, *when, *(f"{h}: {headers[h]}" for h in MATTERING if headers.get(h))]
     return ("\n".join(lines) + "\n").encode() + body_digest
 
 
-def message_digest(suite: str, subject: str, headers: Mapping[str, str], body: bytes) -> str:
-    """The digest of a stored message (hex)."""
-    return digest(suite, canonical(subject, headers, digest(suite, body))).hex()
+def message_digest(
+    suite: str, subject: str, headers: Mapping[str, str], body: bytes, stored: str
+) -> str:
+    """The digest of a stored message (hex), its stream timestamp included."""
+    return digest(suite, canonical(subject, headers, digest(suite, body), stored)).hex()
+
+
+def stored_text(msg: Msg) -> str:
+    """When the stream stored ``msg``, as the digests write it."""
+    return msg.metadata.timestamp.isoformat()
 
 
 def seal_input(subject: str, headers: Mapping[str, str], body: bytes) -> bytes:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from hub.audit.checkpoints import FOREIGN, GAP, OK, Checkpoint
 from hub.audit.messages import canonical, message_digest
-from schemas.wire import HEADER_SIGNATURE
+from schemas.wire import HEADER_MSG_ID, HEADER_SIGNATURE
 from subscribers.signing import digest, signing_input, verify
 
 KIND_ZH = {
@@ -38,6 +38,7 @@ class Stored:
     subject: str
     headers: Mapping[str, str]
     body: bytes
+    stored_at: str = ""  # when the stream stored it (ISO 8601, as the digests write it)
     body_digest: str | None = None  # an export's masked message: the original body's digest
 
 
@@ -79,13 +80,27 @@ class Chain:
     count: int = 0
     last_at: datetime | None = None
     keys: list[str] = field(default_factory=list)
+    written: dict[int, datetime] = field(default_factory=dict)  # checkpoint n → when written
+
+    def in_period(self, finding: Finding, start: datetime, end: datetime) -> bool:
+        """Whether ``finding`` concerns a message covered by a checkpoint written in the period.
+
+        Checkpoint findings, and messages no checkpoint covers, always do.
+        """
+        entry = self.expected.get(finding.stream, {}).get(finding.seq)
+        if entry is None or finding.kind.startswith("checkpoint"):
+            return True
+        return start <= self.written[entry.checkpoint] < end
 
 
-def check_chain(checkpoints: Sequence[Stored], trusted: Iterable[str]) -> Chain:
+def check_chain(
+    checkpoints: Sequence[Stored], trusted: Iterable[str], *, whole: bool = True
+) -> Chain:
     """Verify every checkpoint's signature and its link to the previous one.
 
     A signature counts when made by a trusted key, or by a key a trusted key rotated to. Collects
-    what the valid checkpoints cover.
+    what the valid checkpoints cover. ``whole``: the chain starts at the first checkpoint (an
+    export holds a stretch of it, linked from its first checkpoint on).
     """
     chain = Chain(keys=list(trusted))
     previous: tuple[Checkpoint, bytes] | None = None
@@ -103,7 +118,7 @@ def check_chain(checkpoints: Sequence[Stored], trusted: Iterable[str]) -> Chain:
                 Finding("checkpoint_forged", stored.stream, stored.seq, "", detail)
             )
             continue
-        expected_n = previous[0].n + 1 if previous else 1
+        expected_n = previous[0].n + 1 if previous else (1 if whole else cp.n)
         if cp.n != expected_n:
             detail = f"应为第 {expected_n} 个，见到第 {cp.n} 个"
             chain.findings.append(
@@ -120,6 +135,7 @@ def check_chain(checkpoints: Sequence[Stored], trusted: Iterable[str]) -> Chain:
         if cp.rotate_to:
             chain.keys.append(cp.rotate_to)
         chain.count, chain.last_at = chain.count + 1, cp.at
+        chain.written[cp.n] = cp.at
         previous = (cp, stored.body)
     return chain
 
@@ -158,7 +174,7 @@ def check_messages(
 def _one(stream: str, msg: Stored, entry: Expected | None, upto: int) -> list[Finding]:
     if entry is None:
         if msg.seq <= upto:  # inside the covered range, yet no checkpoint names it
-            return [Finding("inserted", stream, msg.seq)]
+            return [Finding("uncovered", stream, msg.seq, msg.headers.get(HEADER_MSG_ID, ""))]
         return []  # newer than the latest checkpoint: covered by the next one
     if entry.status == FOREIGN:
         return [Finding("inserted", stream, msg.seq, entry.key, "写入者不是枢纽或本单位")]
@@ -167,7 +183,7 @@ def _one(stream: str, msg: Stored, entry: Expected | None, upto: int) -> list[Fi
     found = (
         _masked_digest(entry.suite, msg)
         if msg.body_digest is not None
-        else message_digest(entry.suite, msg.subject, msg.headers, msg.body)
+        else message_digest(entry.suite, msg.subject, msg.headers, msg.body, msg.stored_at)
     )
     if found != entry.digest:
         return [Finding("changed", stream, msg.seq, entry.key)]
@@ -177,4 +193,5 @@ def _one(stream: str, msg: Stored, entry: Expected | None, upto: int) -> list[Fi
 def _masked_digest(suite: str, msg: Stored) -> str:
     """The digest of an exported message whose body was masked, from its original body digest."""
     assert msg.body_digest is not None
-    return digest(suite, canonical(msg.subject, msg.headers, bytes.fromhex(msg.body_digest))).hex()
+    original = bytes.fromhex(msg.body_digest)
+    return digest(suite, canonical(msg.subject, msg.headers, original, msg.stored_at)).hex()

@@ -3,10 +3,12 @@
 ``running`` (up, serve), ``publishing`` (publish, example, tail), ``watching`` (lag, dashboard),
 ``registry``, ``quarantine``, ``reports``, ``ledger``, ``docs`` (schemas and AsyncAPI export),
 ``credentials`` (identities and TLS), ``calendar`` (working days), ``cases`` (case workflows);
-``common`` holds what they share, ``root`` the command itself and its exit codes.
+``audit`` (the signed record); ``common`` holds what they share, ``root`` the command itself
+and its exit codes.
 """
 
 from hub.cli import (
+    audit,
     calendar,
     cases,
     credentials,
@@ -23,6 +25,7 @@ from hub.cli.root import app, main
 
 __all__ = [
     "app",
+    "audit",
     "calendar",
     "cases",
     "credentials",

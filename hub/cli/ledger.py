@@ -21,9 +21,11 @@ from hub import log
 from hub.audit.trust import RecordTrust
 from hub.cli.common import Exit, nats_session, reach, run, settings_of
 from hub.cli.root import app
+from hub.config import HubSettings
 from hub.identity import OPS
 from hub.ledger import STATE_ZH, Ledger, shown
 from hub.projection import rebuild
+from hub.recompute import deep_check
 from hub.reconcile import missing_events
 from hub.report_output import category_zh
 from hub.service import follow_ledger
@@ -78,9 +80,20 @@ def ledger_rebuild(
 
 
 @ledger_app.command("check")
-def ledger_check(ctx: typer.Context) -> None:
-    """Compare the ledger with the events stream; exit 1 naming every accepted event missing."""
+def ledger_check(
+    ctx: typer.Context,
+    deep: Annotated[
+        bool,
+        typer.Option("--deep", help="按事件流和回执流重算每一行台账，逐行比对（被改动的行）"),
+    ] = False,
+) -> None:
+    """Compare the ledger with the events stream; exit 1 naming every accepted event missing.
+
+    ``--deep`` recomputes every row from the streams and names each row that differs.
+    """
     settings = reach(settings_of(ctx))
+    if deep:
+        raise typer.Exit(run(lambda stop: _deep_check(settings)))
 
     async def work(stop: asyncio.Event) -> Exit:
         async with (
@@ -102,6 +115,23 @@ def ledger_check(ctx: typer.Context) -> None:
         return Exit.REJECTED
 
     raise typer.Exit(run(work))
+
+
+async def _deep_check(settings: HubSettings) -> Exit:
+    async with (
+        nats_session(settings, OPS, label="hub-ledger-deep-check") as nc,
+        Ledger.open(settings.ledger_database) as ledger,
+    ):
+        found = await deep_check(nc.jetstream(), settings.wire, ledger, RecordTrust.load(settings))
+        counts = await ledger.counts()
+    rows = sum(counts.values())
+    if not found:
+        typer.echo(f"台账 {rows} 行投递记录与按事件流、回执流重算的结果一致")
+        return Exit.OK
+    typer.echo(f"台账有 {len(found)} 行与按事件流、回执流重算的结果不同：", err=True)
+    for difference in found:
+        typer.echo(f"  {difference.text()}", err=True)
+    return Exit.REJECTED
 
 
 @ledger_app.command("follow")

@@ -112,6 +112,7 @@ def for_hub(wire: Wire, name: str = "hub") -> Permissions:
             wire.attach_any,
             wire.attachment_any,
             wire.cases_any,
+            wire.refused_advisories,  # bundles the recipients' SDKs refused, shown to ops
             f"{inbox_prefix(name)}.>",
         ),
         responses=True,

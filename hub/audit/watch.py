@@ -1,0 +1,133 @@
+"""The running hub verifies its record every ``HUB_AUDIT_VERIFY_S``, keeping the outcome for ops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from sqlalchemy.exc import DBAPIError
+
+from hub.audit.record import Verification, genesis_key, verify_live
+from hub.audit.trust import RecordTrust
+from hub.recompute import RowDifference
+from hub.timeliness import Clock
+from schemas.wire import Wire
+
+log = logging.getLogger(__name__)
+
+RETRY_PAUSE_S = 5.0
+VERIFY_TIMEOUT_S = 600.0
+SHOWN = 20  # findings kept for the ops page (all are counted)
+
+
+@dataclass
+class AuditState:
+    """The latest verification, for the ops page and the metrics (``verified_at`` None: not yet)."""
+
+    public_key: str
+    suite: str
+    verified_at: datetime | None = None
+    checkpoints: int = 0
+    last_checkpoint_at: datetime | None = None
+    messages: int = 0
+    findings: int = 0
+    examples: tuple[str, ...] = ()
+    trouble: str | None = None
+    refused: dict[str, int] = field(default_factory=dict)  # per recipient: bundles its SDK refused
+    ledger_checked_at: datetime | None = None  # the deep check: every ledger row recomputed
+    ledger_differences: int = 0
+    ledger_examples: tuple[str, ...] = ()
+    ledger_trouble: str | None = None
+
+
+@dataclass
+class AuditWatch:
+    """Verifies the record on a schedule."""
+
+    js: JetStreamContext
+    wire: Wire
+    trust: RecordTrust
+    clock: Clock
+    every_s: float
+    state: AuditState = field(init=False)
+
+    def __post_init__(self) -> None:
+        keys = self.trust.keys
+        self.state = AuditState(public_key=keys.public, suite=keys.suite)
+
+    async def check(self) -> Verification:
+        """Verify once and keep the outcome; new findings are logged as errors."""
+        before = set(self.state.examples)
+        result = await verify_live(self.js, self.wire, genesis_key(self.trust.keys.history))
+        texts = tuple(f.text() for f in result.findings)
+        state = self.state
+        state.verified_at, state.messages = self.clock(), result.messages
+        state.checkpoints, state.last_checkpoint_at = result.checkpoints, result.last_checkpoint_at
+        state.findings, state.examples = len(texts), texts[:SHOWN]
+        if new := [t for t in texts[:SHOWN] if t not in before]:
+            log.error("audit.findings", extra={"count": len(texts), "new": new})
+        else:
+            log.info("audit.verified", extra={"checkpoints": result.checkpoints})
+        return result
+
+    async def count_refused(self, msg: Msg) -> None:
+        """A recipient's SDK terminated a bundle: not signed by the hub, or unreadable."""
+        consumer = msg.subject.rsplit(".", 1)[-1]
+        org = consumer.removeprefix(self.wire.delivery_consumer(""))
+        self.state.refused[org] = self.state.refused.get(org, 0) + 1
+        log.error("audit.bundle_refused", extra={"recipient": org})
+
+    async def check_ledger(self, deep: DeepCheck) -> list[RowDifference]:
+        """Recompute every ledger row once and keep the outcome; differences are logged."""
+        found = await deep()
+        texts = tuple(d.text() for d in found)
+        state = self.state
+        state.ledger_checked_at, state.ledger_differences = self.clock(), len(texts)
+        state.ledger_examples = texts[:SHOWN]
+        if texts:
+            log.error("audit.ledger_differs", extra={"count": len(texts), "rows": texts[:SHOWN]})
+        else:
+            log.info("audit.ledger_recomputed")
+        return found
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Verify at once, then every ``every_s``; trouble reaching the store is retried."""
+        await _every(stop, self.every_s, self.check, self.state, "trouble")
+
+    async def run_ledger(self, stop: asyncio.Event, deep: DeepCheck, every_s: float) -> None:
+        """Recompute the ledger at once, then every ``every_s``."""
+        await _every(stop, every_s, lambda: self.check_ledger(deep), self.state, "ledger_trouble")
+
+
+DeepCheck = Callable[[], Awaitable[list[RowDifference]]]
+
+
+async def _every(
+    stop: asyncio.Event,
+    every_s: float,
+    check: Callable[[], Awaitable[object]],
+    state: AuditState,
+    trouble: str,
+) -> None:
+    while not stop.is_set():
+        try:
+            async with asyncio.timeout(VERIFY_TIMEOUT_S):
+                await check()
+        except (TimeoutError, nats.errors.Error, DBAPIError, OSError) as exc:
+            setattr(state, trouble, f"{type(exc).__name__}: {exc}")
+            log.warning("audit.deferred", extra={"check": trouble, "error": repr(exc)})
+            pause = min(RETRY_PAUSE_S, every_s)
+        else:
+            setattr(state, trouble, None)
+            pause = every_s
+        try:
+            async with asyncio.timeout(pause):
+                await stop.wait()
+        except TimeoutError:
+            continue
