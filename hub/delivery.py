@@ -26,7 +26,6 @@ from schemas.wire import (
     HEADER_PERSONAL_DATA_TO,
     HEADER_PUBLISHED_AT,
     HEADER_RECIPIENTS,
-    HEADER_SIGNATURE,
 )
 from subscribers.consume import pull_batches
 
@@ -83,10 +82,7 @@ class FanOut:
             await self.js.publish_async(
                 subject,
                 body,
-                headers={
-                    HEADER_MSG_ID: msg_id,
-                    HEADER_SIGNATURE: self.trust.sign_bundle(subject, msg_id, body),
-                },
+                headers=self.trust.bundle_headers(subject, msg_id, body),
             )
             for recipient, bundle in items.items()
             for subject in (self.wire.deliver(recipient),)

@@ -21,6 +21,7 @@ HEADER_EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 HEADER_ATTACHMENT_NAME = "Hub-Attachment-Name"
 HEADER_ANSWER_ERROR = "Hub-Error"
 HEADER_SIGNATURE = "Hub-Signature"  # a bundle's (the hub's key) or a receipt batch's (its sender's)
+HEADER_KEY_CHAIN = "Hub-Key-Chain"  # on a bundle: how the signing key descends from the first one
 HEADER_SEAL = "Hub-Seal"  # the hub's seal on what it alone writes (events, dead-letter receipts)
 CONSUMER_BACKOFF_KEY = "hub_backoff_s"
 """Consumer metadata: the hub's retry delays after a failed handler (seconds, comma-separated)."""

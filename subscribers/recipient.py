@@ -39,12 +39,25 @@ from pydantic import ValidationError
 from schemas.delivery import BundledEvent, DeliveryBundle
 from schemas.envelope import DELIVERED, Event
 from schemas.receipt import Receipt, ReceiptBatch, ReceiptStatus
-from schemas.wire import CONSUMER_BACKOFF_KEY, HEADER_MSG_ID, HEADER_SIGNATURE, Wire
+from schemas.wire import (
+    CONSUMER_BACKOFF_KEY,
+    HEADER_KEY_CHAIN,
+    HEADER_MSG_ID,
+    HEADER_SIGNATURE,
+    Wire,
+)
 from subscribers.connection import credentials_of, identity_of
 from subscribers.consume import IDLE_WAIT_S, pull_batches
 from subscribers.credentials import seed_of
 from subscribers.errors import HubKeyMissing, HubNotFound, ReaderConflict, check_identity
-from subscribers.signing import NkeySigner, Signer, signing_input, verify
+from subscribers.signing import (
+    NkeySigner,
+    Signer,
+    follow_keys,
+    parse_chain,
+    signing_input,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +98,16 @@ class _Seen:
 
 
 def signed_by_hub(hub_key: str, msg: Msg) -> bool:
-    """Whether a delivery bundle carries the hub's signature over its subject, id and body."""
+    """Whether a delivery bundle carries the hub's signature over its subject, id and body.
+
+    After the hub rotated its key, a bundle carries the chain of endorsements from ``hub_key``
+    (the key in the credentials file) to the key that signed it.
+    """
     headers = msg.headers or {}
     signed = signing_input(msg.subject, headers.get(HEADER_MSG_ID, ""), msg.data)
-    return verify(hub_key, signed, headers.get(HEADER_SIGNATURE, ""))
+    signature = headers.get(HEADER_SIGNATURE, "")
+    keys = follow_keys(hub_key, parse_chain(headers.get(HEADER_KEY_CHAIN)))
+    return any(verify(key, signed, signature) for key in reversed(keys))
 
 
 class Recipient:

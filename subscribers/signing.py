@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -156,3 +158,38 @@ def signing_input(subject: str, msg_id: str, body: bytes) -> bytes:
     The subject names the organisation: a signed bundle cannot be moved to another's deliveries.
     """
     return f"{subject}\n{msg_id}\n".encode() + body
+
+
+ROTATION = "hub.key.rotation"  # what a hub key's endorsement of its successor is made over
+
+
+def rotation_input(successor: str) -> bytes:
+    """What the hub's previous key signs to endorse its next one."""
+    return signing_input(ROTATION, successor, b"")
+
+
+def follow_keys(trusted: str, chain: Sequence[Sequence[str]]) -> list[str]:
+    """``trusted`` and each later key endorsed, one after another, by its predecessor.
+
+    ``chain`` is ``[[public, endorsement], …]`` in order; the walk stops at the first link that
+    the key before it did not sign, so nobody can add a key of their own.
+    """
+    keys = [trusted]
+    for link in chain:
+        if len(link) != 2 or not verify(keys[-1], rotation_input(link[0]), link[1]):
+            break
+        keys.append(link[0])
+    return keys
+
+
+def parse_chain(text: str | None) -> list[list[str]]:
+    """A key chain header (JSON); empty when absent or unreadable."""
+    if not text:
+        return []
+    try:
+        chain = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(chain, list):
+        return []
+    return [[str(x) for x in link] for link in chain if isinstance(link, list)]

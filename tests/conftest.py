@@ -220,16 +220,26 @@ async def open_ledger(backend: str, tmp_path: Path, name: str = "ledger") -> Asy
     PostgreSQL is not optional: CI runs these tests against the machine's server, and an
     unreachable server fails them (set HUB_TEST_POSTGRES_URL to point elsewhere).
     """
+    async with ledger_where(backend, tmp_path, name) as (ledger, _, _):
+        yield ledger
+
+
+@asynccontextmanager
+async def ledger_where(
+    backend: str, tmp_path: Path, name: str = "ledger"
+) -> AsyncIterator[tuple[Ledger, str, str]]:
+    """A fresh ledger, its URL and the qualified name of its deliveries table (to edit it)."""
     if backend == "sqlite":
-        async with Ledger.open(f"sqlite:///{tmp_path / f'{name}.sqlite3'}") as ledger:
-            yield ledger
+        url = f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
+        async with Ledger.open(url) as ledger:
+            yield ledger, url, "ledger_delivery"
         return
     schema = f"t{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(POSTGRES_URL)
     try:
         await admin.execute(f"CREATE SCHEMA {schema}")
         async with Ledger.open(POSTGRES_URL, schema=schema) as ledger:
-            yield ledger
+            yield ledger, POSTGRES_URL, f"{schema}.ledger_delivery"
     finally:
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await admin.close()

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -22,15 +20,15 @@ from nats.js import JetStreamContext
 from hub.audit.checkpoints import Checkpoint, covered_streams
 from hub.config import HubSettings
 from hub.identity import ADMIN
-from hub.ledger import Ledger
 from hub.recompute import RowDifference, deep_check
 from hub.registry import Registry
 from hub.samples import sample_event
 from hub.service import Hub, running_hub
-from schemas.receipt import Receipt, ReceiptBatch
+from schemas.receipt import ReceiptBatch
 from schemas.shanghai import shanghai_day
-from tests.conftest import POSTGRES_URL, Orgs, acting_as, hub_running, secured_server
-from tests.helpers import eventually, receiving, run_hub, scrape, trust_of_hub
+from subscribers.signing import follow_keys, new_signer, rotation_input, signer_of
+from tests.conftest import POSTGRES_URL, Orgs, acting_as, hub_running, ledger_where, secured_server
+from tests.helpers import eventually, receipt, receiving, run_hub, scrape, trust_of_hub
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(120)]
 
@@ -145,19 +143,8 @@ async def test_a_receipt_written_by_another_identity_is_named_inserted(
 ) -> None:
     wire = audited.settings.wire
     [key] = await publish(orgs, 1)
-    source, event_id = key.split("/")
-    receipt = Receipt(
-        event_source=source,
-        event_id=event_id,
-        recipient=TOWNSHIP,
-        status="acknowledged",
-        delivery_seq=1,
-        deliveries=1,
-        received_at=datetime.now(UTC),
-        finished_at=datetime.now(UTC),
-        agent="forger",
-    )
-    body = ReceiptBatch(recipient=TOWNSHIP, receipts=(receipt,)).model_dump_json().encode()
+    forged = receipt(datetime.now(UTC).isoformat(), key=key, recipient=TOWNSHIP).receipt
+    body = ReceiptBatch(recipient=TOWNSHIP, receipts=(forged,)).model_dump_json().encode()
     admin = (await orgs.nc(ADMIN)).jetstream()
     stored = await admin.publish(wire.receipts(TOWNSHIP), body)
     await eventually(lambda: covered(audited), within=15)
@@ -208,32 +195,13 @@ async def test_a_byte_changed_in_a_block_file_is_named(
     assert f"{wire.events_stream} 序号 {seq_of_second}" in err, err
 
 
-@asynccontextmanager
-async def ledger_on(backend: str, tmp_path: Path) -> AsyncIterator[tuple[Ledger, str, str]]:
-    """A fresh ledger, its URL, and the table to edit (a PostgreSQL schema of its own)."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-        async with Ledger.open(url) as ledger:
-            yield ledger, url, "ledger_delivery"
-        return
-    schema = f"t{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        async with Ledger.open(POSTGRES_URL, schema=schema) as ledger:
-            yield ledger, POSTGRES_URL, f"{schema}.ledger_delivery"
-    finally:
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_an_edited_ledger_row_is_named_by_the_deep_check(
     backend: str, settings: HubSettings, registry: Registry, orgs: Orgs, tmp_path: Path
 ) -> None:
     quick = settings.model_copy(update=QUICK)
     async with (
-        ledger_on(backend, tmp_path) as (ledger, url, table),
+        ledger_where(backend, tmp_path) as (ledger, url, table),
         hub_running(quick, registry, ledger=ledger) as hub,
     ):
         [read] = await publish(orgs, 1)
@@ -250,9 +218,7 @@ async def test_an_edited_ledger_row_is_named_by_the_deep_check(
         assert "state：台账 acknowledged，应为 pending" in found[0].text()
         await eventually(lambda: hub.audit.state.ledger_differences == 1, within=15)
         if backend == "sqlite":  # (the command reads a PostgreSQL ledger's default schema)
-            code, _, err = await run_hub(
-                quick, "ledger", "check", "--deep", HUB_LEDGER_DATABASE=url
-            )
+            code, _, err = await run_hub(quick, "ledger", "check", "--deep", HUB_LEDGER_URL=url)
             assert code == 1
             assert f"投递行 {waiting} / {OTHER} 与重算结果不同" in err
 
@@ -292,15 +258,16 @@ async def test_an_export_verifies_offline_and_one_changed_byte_is_named(
     assert code == 0, err
     assert "3 行台账" in shown
     nowhere, no_server = str(tmp_path / "nowhere"), "nats://127.0.0.1:1"  # nothing of the hub
-    code, shown, err = await run_hub(
-        audited.settings,
-        "audit",
-        "verify",
-        "--export",
-        str(out),
-        HUB_CREDENTIALS_DIR=nowhere,
-        HUB_NATS_URL=no_server,
-    )
+
+    async def offline() -> tuple[int, str, str]:
+        return await run_hub(
+            audited.settings,
+            *("audit", "verify", "--export", str(out)),
+            HUB_CREDENTIALS_DIR=nowhere,
+            HUB_NATS_URL=no_server,
+        )
+
+    code, shown, err = await offline()
     assert code == 0, err
     assert "未发现删除、改动或插入" in shown
     # one character of the second event's body changed
@@ -312,15 +279,7 @@ async def test_an_export_verifies_offline_and_one_changed_byte_is_named(
     assert records[index]["body"] != body
     lines[index] = json.dumps(records[index], ensure_ascii=False, sort_keys=True)
     (out / "messages.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    code, _, err = await run_hub(
-        audited.settings,
-        "audit",
-        "verify",
-        "--export",
-        str(out),
-        HUB_CREDENTIALS_DIR=nowhere,
-        HUB_NATS_URL=no_server,
-    )
+    code, _, err = await offline()
     assert code == 1
     seq = records[index]["seq"]
     assert f"{audited.settings.wire.events_stream} 序号 {seq}（{keys[1]}） 被改动" in err
@@ -328,3 +287,39 @@ async def test_an_export_verifies_offline_and_one_changed_byte_is_named(
 
 def _today() -> date:
     return shanghai_day(datetime.now(UTC))
+
+
+async def test_rotating_to_an_sm2_key_is_on_record_and_the_sdk_follows_it(
+    settings: HubSettings, registry: Registry, orgs: Orgs
+) -> None:
+    quick = settings.model_copy(update=QUICK)
+    async with running_hub(quick, registry) as before:  # its streams stay, for the restart
+        [first] = await publish(orgs, 1)
+        await eventually(lambda: covered(before), within=15)
+        code, out, err = await run_hub(quick, "audit", "rotate", "--suite", "sm2-sm3")
+        assert code == 0, err
+        assert "ed25519-sha256 → sm2-sm3" in out
+        await eventually(lambda: covered(before), within=15)
+    # restarted, the hub signs checkpoints and bundles with the SM2 key; the organisations'
+    # credentials still hold the first key, and follow its endorsement of the new one
+    async with hub_running(quick, registry) as after:
+        assert after.audit.state.suite == "sm2-sm3"
+        [second] = await publish(orgs, 1, start=2)
+        async with receiving(quick, [TOWNSHIP]) as inboxes:
+            await eventually(lambda: len(inboxes[TOWNSHIP].events) == 2, within=30)
+        assert [e.key for e, _ in inboxes[TOWNSHIP].events] == [first, second]
+        await eventually(lambda: covered(after), within=30)
+        code, out, err = await run_hub(quick, "audit", "verify")
+        assert code == 0, err
+        code, key, shown = await run_hub(quick, "audit", "key")
+        assert key.strip().startswith("ed25519:")  # the published key does not change
+        assert "sm2-sm3" in shown and "sm2:04" in shown
+
+
+def test_a_key_chain_cannot_be_extended_by_anyone_but_the_last_key() -> None:
+    first, second, intruder = (signer_of(new_signer(s)) for s in ("ed25519-sha256",) * 3)
+    endorsed = [second.public, first.sign(rotation_input(second.public))]
+    assert follow_keys(first.public, [endorsed]) == [first.public, second.public]
+    forged = [intruder.public, intruder.sign(rotation_input(intruder.public))]
+    assert follow_keys(first.public, [forged]) == [first.public]
+    assert follow_keys(first.public, [endorsed, forged]) == [first.public, second.public]

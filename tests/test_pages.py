@@ -138,6 +138,16 @@ async def test_ops_page_shows_who_is_behind_who_is_at_risk_and_the_lag_chart(
         await expect(page.locator("#store-alert")).to_contain_text(
             "事件流缺失 2 个已受理事件，如 renqiu-scjg/lost-1、renqiu-scjg/lost-2"
         )
+        # the record: the key it is signed with, the latest verification, what it found
+        await expect(page.locator("#audit-key")).to_have_text(hub.audit.state.public_key)
+        await expect(page.locator("#audit-alert")).to_be_hidden()
+        hub.audit.state.findings, hub.audit.state.examples = 1, ("EVENTS 序号 3 被删除",)
+        hub.audit.state.refused = {"renqiu-chuan": 2}
+        await page.reload()
+        await expect(page.locator("#audit-alert")).to_contain_text("EVENTS 序号 3 被删除")
+        await expect(page.locator("#audit-refused")).to_contain_text(
+            "任丘市出岸镇人民政府：拒收 2 个投递包"
+        )
         await page.close()
 
 

@@ -111,8 +111,12 @@ class Checkpointer:
             return stream, seq, found, OK if writer else FOREIGN, self.wire.org_of(msg.subject)
         return stream, seq, found, OK, ""
 
-    async def write_once(self) -> int:
-        """Cover what is new; returns how many messages the new checkpoint covers (0: none)."""
+    async def write_once(self, rotate_to: str | None = None) -> int:
+        """Cover what is new; returns how many messages the new checkpoint covers (0: none).
+
+        ``rotate_to``: the checkpoint also hands signing over to that key (written even when
+        nothing is new; -1 when another process appended first: try again).
+        """
         tip = await self.tip()
         upto = dict(tip.checkpoint.upto) if tip.checkpoint else {}
         entries: list[tuple[str, int, str, str, str]] = []
@@ -130,7 +134,7 @@ class Checkpointer:
                     seen.add(msg.metadata.sequence.stream)
             entries += [(stream, s, "", GAP, "") for s in range(start, end + 1) if s not in seen]
             upto[stream] = end
-        if not entries:
+        if not entries and rotate_to is None:
             return 0
         previous = tip.checkpoint
         checkpoint = Checkpoint(
@@ -141,9 +145,10 @@ class Checkpointer:
             at=self.clock(),
             upto=upto,
             entries=sorted(entries, key=lambda e: (e[0], e[1])),
+            rotate_to=rotate_to,
         )
         if not await self._append(checkpoint, tip.seq):
-            return 0
+            return -1 if rotate_to else 0
         self.written += 1
         gaps = [e for e in entries if e[3] != OK]
         if gaps:

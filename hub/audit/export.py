@@ -39,7 +39,7 @@ from schemas.delivery import DeliveryBundle
 from schemas.personal import mask_text
 from schemas.receipt import ReceiptBatch
 from schemas.wire import HEADER_MSG_ID, HEADER_PERSONAL_DATA_TO, HEADER_SIGNATURE, Wire
-from subscribers.signing import digest, signing_input, verify
+from subscribers.signing import digest, follow_keys, signing_input, verify
 
 FILES = ("manifest.json", "public-key.txt", "messages.jsonl", "deliveries.jsonl", "ledger.jsonl")
 CHECKPOINTS = "checkpoints.jsonl"
@@ -58,6 +58,7 @@ class Manifest:
     public_key: str
     personal_data: str  # masked, or entitled (shown: the organisation was entitled to it)
     counts: dict[str, int]
+    key_chain: list[list[str]]  # later signing keys, each endorsed by the one before
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -201,6 +202,7 @@ def write_export(
         made_at=made_at.isoformat(),
         suite=suite,
         public_key=genesis_key(history)[0],
+        key_chain=[[h["public"], h.get("endorsement", "")] for h in history[1:]],
         personal_data="entitled" if personal_data else "masked",
         counts={
             "messages": len(chosen),
@@ -274,7 +276,8 @@ def verify_export(directory: Path, public_key: str | None = None) -> ExportCheck
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     key = public_key or (directory / "public-key.txt").read_text(encoding="utf-8").strip()
     checkpoints = [stored_of(r) for r in _read(directory / CHECKPOINTS)]
-    chain = check_chain(checkpoints, [key], whole=False)
+    trusted = follow_keys(key, manifest.get("key_chain", []))
+    chain = check_chain(checkpoints, trusted, whole=False)
     findings = list(chain.findings)
     messages = [stored_of(r) for r in _read(directory / "messages.jsonl")]
     by_stream: dict[str, list[Stored]] = {}

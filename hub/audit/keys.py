@@ -25,7 +25,7 @@ from gmssl import func, sm3
 
 from hub.errors import ConfigError
 from hub.identity.authority import write_secret
-from subscribers.signing import SM2, SUITES, Signer, new_signer, signer_of
+from subscribers.signing import SM2, SUITES, Signer, new_signer, rotation_input, signer_of
 
 KEY_FILE, HISTORY_FILE, SEAL_FILE = "audit.key", "audit-keys.json", "seal.key"
 
@@ -37,12 +37,22 @@ class RecordKeys:
     suite: str
     signer: Signer
     seal_secret: bytes
-    history: tuple[dict[str, str], ...]  # {"public", "suite", "since"} in order
+    history: tuple[dict[str, str], ...]  # {"public", "suite", "since", "endorsement"} in order
 
     @property
     def public(self) -> str:
         """The current signing key's public key (``ed25519:N…`` or ``sm2:04…``)."""
         return self.signer.public
+
+    @property
+    def genesis(self) -> str:
+        """The first signing key: the one published, that inspectors and organisations trust."""
+        return self.history[0]["public"]
+
+    @property
+    def chain(self) -> list[list[str]]:
+        """Every later key with its predecessor's endorsement (``follow_keys`` walks it)."""
+        return [[h["public"], h.get("endorsement", "")] for h in self.history[1:]]
 
     def seal(self, data: bytes) -> str:
         """The hub's seal over ``data`` (hex)."""
@@ -103,12 +113,19 @@ def load(store: Path) -> RecordKeys:
     return RecordKeys(current["suite"], signer_of(secret), seal, tuple(history))
 
 
-def rotate(store: Path, suite: str) -> tuple[RecordKeys, RecordKeys]:
-    """A new signing key (of ``suite``); returns the keys before and after."""
+def successor(suite: str) -> str:
+    """A new signing key's secret (written by ``rotate`` once its rotation is on record)."""
+    return new_signer(suite)
+
+
+def rotate(store: Path, secret: str) -> tuple[RecordKeys, RecordKeys]:
+    """Make ``secret`` the signing key, endorsed by the current one; the keys before and after."""
     before = load(store)
     directory = _authority(store)
-    secret = new_signer(suite)
-    record = {"public": signer_of(secret).public, "suite": suite, "since": _now()}
+    new = signer_of(secret)
+    endorsement = before.signer.sign(rotation_input(new.public))
+    suite = next(name for name, kind in SUITES.items() if kind == new.public.partition(":")[0])
+    record = {"public": new.public, "suite": suite, "since": _now(), "endorsement": endorsement}
     write_secret(directory / KEY_FILE, secret + "\n")
     history = [*before.history, record]
     write_secret(directory / HISTORY_FILE, json.dumps(history, indent=2) + "\n")

@@ -20,6 +20,7 @@ from hub.audit.messages import stored_text
 from hub.audit.verify import Chain, Finding, Stored, check_chain, check_messages
 from hub.streams import read_range
 from schemas.wire import Wire
+from subscribers.signing import follow_keys
 
 STALL_S = 3.0  # a read that gets nothing for this long has met a message the server cannot read
 
@@ -50,8 +51,11 @@ async def read_all(js: JetStreamContext, stream: str) -> list[Stored]:
 
 
 def genesis_key(history: Sequence[dict[str, str]]) -> list[str]:
-    """The key the record is trusted from: the hub's first (later ones by rotation checkpoints)."""
-    return [history[0]["public"]] if history else []
+    """The keys the record is trusted from: the hub's first, and each later one it endorsed."""
+    if not history:
+        return []
+    chain = [[h["public"], h.get("endorsement", "")] for h in history[1:]]
+    return follow_keys(history[0]["public"], chain)
 
 
 @dataclass

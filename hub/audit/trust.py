@@ -8,6 +8,7 @@ the ledger and the record.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from hub.audit.keys import RecordKeys
 from hub.audit.messages import has_seal, sealed
 from hub.config import HubSettings
 from hub.identity.authority import Authority
-from schemas.wire import HEADER_MSG_ID, HEADER_SIGNATURE, Wire
+from schemas.wire import HEADER_KEY_CHAIN, HEADER_MSG_ID, HEADER_SIGNATURE, Wire
 from subscribers.signing import ED25519, signing_input, verify
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,16 @@ class RecordTrust:
     def sign_bundle(self, subject: str, msg_id: str, body: bytes) -> str:
         """The hub's signature of a delivery bundle."""
         return self.keys.signer.sign(signing_input(subject, msg_id, body))
+
+    def bundle_headers(self, subject: str, msg_id: str, body: bytes) -> dict[str, str]:
+        """A bundle's headers: its id, the hub's signature, and the key chain after a rotation."""
+        headers = {
+            HEADER_MSG_ID: msg_id,
+            HEADER_SIGNATURE: self.sign_bundle(subject, msg_id, body),
+        }
+        if chain := self.keys.chain:
+            headers[HEADER_KEY_CHAIN] = json.dumps(chain, separators=(",", ":"))
+        return headers
 
     # -- checks ----------------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ from typing import Annotated
 import typer
 
 from hub.audit import keys as record_keys
+from hub.audit.checkpoints import Checkpointer
 from hub.audit.export import ExportDamaged, collect, verify_export, write_export
 from hub.audit.record import genesis_key, verify_live
+from hub.audit.trust import RecordTrust
 from hub.audit.verify import Finding
 from hub.cli.common import (
     Exit,
@@ -27,14 +29,17 @@ from hub.cli.common import (
 from hub.cli.root import app
 from hub.config import HubSettings
 from hub.errors import ConfigError
-from hub.identity import OPS
+from hub.identity import HUB, OPS
+from hub.ingest import utc_now
 from hub.ledger import Ledger
 from schemas.shanghai import SHANGHAI, local_text
+from subscribers.signing import SUITES, signer_of
 
 audit_app = typer.Typer(help="审计记录 (the signed record)", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
 SHOWN = 20
+ROTATE_TRIES = 20
 
 
 def _history(settings: HubSettings) -> list[dict[str, str]]:
@@ -181,3 +186,36 @@ def audit_export(
         typer.echo(f"离线核验：hub audit verify --export {out} --key {manifest.public_key}")
 
     run(work)
+
+
+@audit_app.command("rotate")
+def audit_rotate(
+    ctx: typer.Context,
+    suite: Annotated[
+        str | None,
+        typer.Option(help="新密钥的算法：ed25519-sha256 或 sm2-sm3（缺省同当前密钥）"),
+    ] = None,
+) -> None:
+    """Replace the record's signing key: a checkpoint signed by the old key names the new one."""
+    settings = reach(settings_of(ctx))
+    before = record_keys.load(settings.credentials_store)
+    chosen = suite or before.suite
+    if chosen not in SUITES:
+        fail(f"--suite 须为 {' 或 '.join(SUITES)}，而不是 {chosen}")
+    secret = record_keys.successor(chosen)
+    new_public = signer_of(secret).public
+
+    async def work(stop: asyncio.Event) -> None:
+        async with nats_session(settings, HUB, label="hub-audit-rotate") as nc:
+            trust = RecordTrust.load(settings)
+            writer = Checkpointer(nc.jetstream(), settings, trust, utc_now)
+            for _ in range(ROTATE_TRIES):  # a running hub may append first: chain after it
+                if await writer.write_once(rotate_to=new_public) >= 0:
+                    return
+            fail("审计流一直有新的检查点写入，未能记下密钥更换；请稍后再试", Exit.UNAVAILABLE)
+
+    run(work)
+    _, after = record_keys.rotate(settings.credentials_store, secret)
+    typer.echo(f"签名密钥已更换（{before.suite} → {after.suite}）：{after.public}")
+    typer.echo("更换已记入审计流（由原密钥签名的检查点）；发给各单位的凭据无需重发。")
+    typer.echo("请重启枢纽进程，使其改用新密钥。", err=True)
