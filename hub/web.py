@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib import resources
@@ -33,6 +33,7 @@ from hub.registry import Registry
 from hub.rejections import WINDOW, Rejections
 from hub.timeliness import Clock
 from schemas.envelope import CATEGORIES
+from schemas.personal import mask_text
 from schemas.shanghai import local_text
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,11 @@ async def _ledger_ready(ledger: Ledger) -> bool:
 def ops_document(
     snapshot: OpsSnapshot, registry: Registry, store_check: StoreCheck
 ) -> dict[str, Any]:
-    """The ops snapshot as the page reads it (times in Asia/Shanghai, durations in seconds)."""
+    """The ops snapshot as the page reads it (times in Asia/Shanghai, durations in seconds).
+
+    Event and case keys are the publishers' own ids, which may quote a resident ID or mobile
+    number: they are shown masked, as the rejections' reasons are.
+    """
 
     def when(moment: datetime | None) -> str | None:
         return local_text(moment) if moment else None
@@ -198,17 +203,28 @@ def ops_document(
             | {"last_receipt": when(o.last_receipt), "today_on_time_rate": o.today_on_time_rate}
             for o in snapshot.orgs
         ],
-        "at_risk": [asdict(a) | {"oldest_formed": when(a.oldest_formed)} for a in snapshot.at_risk],
+        "at_risk": [
+            asdict(a) | {"oldest_formed": when(a.oldest_formed), "keys": _masked(a.keys)}
+            for a in snapshot.at_risk
+        ],
         "lag_by_hour": [asdict(h) for h in snapshot.lag_by_hour],
-        "overdue_cases": [asdict(c) | {"due_at": when(c.due_at)} for c in snapshot.overdue_cases],
+        "overdue_cases": [
+            asdict(c) | {"due_at": when(c.due_at), "case": mask_text(c.case)}
+            for c in snapshot.overdue_cases
+        ],
         "store_check": {
             "checked_at": when(store_check.checked_at),
             "full_checked_at": when(store_check.full_checked_at),
             "missing": None if store_check.missing is None else len(store_check.missing),
-            "examples": list((store_check.missing or ())[:5]),
+            "examples": _masked((store_check.missing or ())[:5]),
             "trouble": store_check.trouble,
         },
     }
+
+
+def _masked(texts: Iterable[str]) -> list[str]:
+    """``texts`` as people may see them: resident ID and mobile numbers masked."""
+    return [mask_text(t) for t in texts]
 
 
 def audit_document(audit: AuditState | None, registry: Registry) -> dict[str, Any] | None:
@@ -225,13 +241,13 @@ def audit_document(audit: AuditState | None, registry: Registry) -> dict[str, An
         ),
         "messages": audit.messages,
         "findings": audit.findings,
-        "examples": list(audit.examples),
+        "examples": _masked(audit.examples),  # findings name event keys
         "trouble": audit.trouble,
         "ledger_checked_at": (
             local_text(audit.ledger_checked_at) if audit.ledger_checked_at else None
         ),
         "ledger_differences": audit.ledger_differences,
-        "ledger_examples": list(audit.ledger_examples),
+        "ledger_examples": _masked(audit.ledger_examples),
         "ledger_trouble": audit.ledger_trouble,
         "refused": [
             {"recipient": org, "name": registry.name(org), "count": n}
