@@ -25,7 +25,7 @@ from subscribers.credentials import seed_of
 from subscribers.recipient import Delivery, Recipient
 from subscribers.signing import NkeySigner, signing_input
 from tests.conftest import Orgs
-from tests.helpers import eventually, receipt_count
+from tests.helpers import eventually, receipt_count, scrape
 
 pytestmark = pytest.mark.connected
 
@@ -87,6 +87,9 @@ async def test_a_bundle_not_signed_by_the_hub_never_reaches_a_handler(hub: Hub, 
     assert [e.key for e in handled] == [f"{real.source}/{real.id}"]
     info = await hub.js.consumer_info(wire.deliveries_stream, wire.delivery_consumer(TOWNSHIP))
     assert info.num_ack_pending == 0 and info.num_pending == 0  # the forgeries were dropped
+    # the hub hears of each refusal (JetStream's advisory) and shows it to ops
+    await eventually(lambda: hub.audit.state.refused.get(TOWNSHIP) == 3, within=10)
+    assert 'hub_bundles_refused{recipient="renqiu-chuan"} 3.0' in (await scrape(hub)).text
 
 
 async def test_a_receipt_written_by_anyone_but_the_recipient_does_not_count(

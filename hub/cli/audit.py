@@ -32,6 +32,7 @@ from hub.errors import ConfigError
 from hub.identity import HUB, OPS
 from hub.ingest import utc_now
 from hub.ledger import Ledger
+from schemas.personal import mask_text
 from schemas.shanghai import SHANGHAI, local_text
 from subscribers.signing import SUITES, signer_of
 
@@ -65,10 +66,10 @@ def _report(findings: list[Finding], what: str) -> Exit:
     if not findings:
         typer.echo(f"{what}：未发现删除、改动或插入")
         return Exit.OK
-    first = findings[0]
-    typer.echo(f"{what}：发现 {len(findings)} 处问题，第一处：{first.text()}", err=True)
+    first = mask_text(findings[0].text())  # event keys are the publishers' ids: may quote one
+    typer.echo(f"{what}：发现 {len(findings)} 处问题，第一处：{first}", err=True)
     for finding in findings[1:SHOWN]:
-        typer.echo(f"  {finding.text()}", err=True)
+        typer.echo(f"  {mask_text(finding.text())}", err=True)
     if len(findings) > SHOWN:
         typer.echo(f"  ……另有 {len(findings) - SHOWN} 处", err=True)
     return Exit.REJECTED

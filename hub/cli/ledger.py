@@ -29,6 +29,7 @@ from hub.recompute import deep_check
 from hub.reconcile import missing_events
 from hub.report_output import category_zh
 from hub.service import follow_ledger
+from schemas.personal import mask_text
 from schemas.shanghai import local_text
 
 ledger_app = typer.Typer(help="台账 (delivery ledger)", no_args_is_help=True)
@@ -108,7 +109,8 @@ def ledger_check(
         typer.echo(f"事件流缺失 {len(missing)} 个已受理事件（台账记录至序号 {known}）：", err=True)
         for event in missing:
             typer.echo(
-                f"  序号 {event.events_seq}  {event.event_key}  {category_zh(event.category)}"
+                f"  序号 {event.events_seq}  {mask_text(event.event_key)}"
+                f"  {category_zh(event.category)}"
                 f"  形成于 {local_text(event.formed_at)}",
                 err=True,
             )
@@ -130,7 +132,7 @@ async def _deep_check(settings: HubSettings) -> Exit:
         return Exit.OK
     typer.echo(f"台账有 {len(found)} 行与按事件流、回执流重算的结果不同：", err=True)
     for difference in found:
-        typer.echo(f"  {difference.text()}", err=True)
+        typer.echo(f"  {mask_text(difference.text())}", err=True)
     return Exit.REJECTED
 
 
