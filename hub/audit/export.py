@@ -19,6 +19,7 @@ against its checkpoint entry, every bundle's signature, and every ledger row aga
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import nats.js.errors
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
@@ -43,6 +45,7 @@ from subscribers.signing import digest, follow_keys, signing_input, verify
 
 FILES = ("manifest.json", "public-key.txt", "messages.jsonl", "deliveries.jsonl", "ledger.jsonl")
 CHECKPOINTS = "checkpoints.jsonl"
+COVER_POLL_S = 0.5
 TIME_PRECISION_S = 0.001
 
 
@@ -142,12 +145,24 @@ class Collected:
     bundles: list[Stored]
     rows: list[DeliveryRow]
     checkpoints: list[Stored]
+    left_out: int = 0  # messages no checkpoint covered yet
 
 
 async def collect(
-    js: JetStreamContext, wire: Wire, ledger: Ledger, org: str, day_from: date, day_to: date
+    js: JetStreamContext,
+    wire: Wire,
+    ledger: Ledger,
+    org: str,
+    day_from: date,
+    day_to: date,
+    *,
+    wait_s: float = 15.0,
 ) -> Collected:
-    """The organisation's record over the period (events formed in it, as the ledger knows)."""
+    """The organisation's record over the period (events formed in it, as the ledger knows).
+
+    Messages newer than the latest checkpoint are waited for (the hub covers them within
+    ``HUB_CHECKPOINT_S``) for up to ``wait_s``; any still uncovered are left out and counted.
+    """
     rows = await ledger.pairs(day_from=day_from, day_to=day_to, recipient=org)
     rows += await ledger.pairs(day_from=day_from, day_to=day_to, publisher=org)
     rows = list({(r.event_key, r.recipient): r for r in rows}.values())
@@ -166,8 +181,31 @@ async def collect(
         for m in await read_all(js, wire.deliveries_stream)
         if m.subject == wire.deliver(org) and _bundle_keys(m.body) & keys
     ]
-    checkpoints = _covering(await read_all(js, wire.audit_stream), chosen)
-    return Collected(chosen, bundles, rows, checkpoints)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while (upto := await _covered_upto(js, wire)) is not None and loop.time() < deadline:
+        if all(m.seq <= upto.get(m.stream, 0) for m in chosen):
+            break
+        await asyncio.sleep(COVER_POLL_S)
+    covered: list[Stored] = []
+    later: list[Stored] = []
+    for m in chosen:
+        (covered if upto and m.seq <= upto.get(m.stream, 0) else later).append(m)
+    pending = {m.headers.get(HEADER_MSG_ID) for m in later} | {
+        k for m in later for k, _ in _receipt_keys(m.body)
+    }
+    rows = [r for r in rows if r.event_key not in pending]  # judged once their record is covered
+    checkpoints = _covering(await read_all(js, wire.audit_stream), covered)
+    return Collected(covered, bundles, rows, checkpoints, len(later))
+
+
+async def _covered_upto(js: JetStreamContext, wire: Wire) -> dict[str, int] | None:
+    """Per stream, the last sequence the latest checkpoint covers (None: no checkpoint yet)."""
+    try:
+        last = await js.get_last_msg(wire.audit_stream, wire.checkpoint_subject)
+    except nats.js.errors.NotFoundError:
+        return None
+    return Checkpoint.model_validate_json(last.data or b"").upto
 
 
 def write_export(

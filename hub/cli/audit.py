@@ -165,7 +165,10 @@ def audit_export(
             nats_session(settings, OPS, label="hub-audit-export") as nc,
             Ledger.open(settings.ledger_database) as ledger,
         ):
-            collected = await collect(nc.jetstream(), settings.wire, ledger, org, first, last)
+            wait_s = settings.checkpoint_s * 3
+            collected = await collect(
+                nc.jetstream(), settings.wire, ledger, org, first, last, wait_s=wait_s
+            )
         out.mkdir(parents=True, exist_ok=True)
         manifest = write_export(
             collected,
@@ -184,6 +187,12 @@ def audit_export(
             f"{counts['checkpoints']} 个检查点；个人信息"
             + ("按该单位的知悉权限保留" if personal_data else "已脱敏")
         )
+        if collected.left_out:
+            typer.echo(
+                f"另有 {collected.left_out} 条消息尚无检查点覆盖，未导出（枢纽每 "
+                f"{settings.checkpoint_s:g} 秒写一个检查点；稍后再导出即可包含）",
+                err=True,
+            )
         typer.echo(f"离线核验：hub audit verify --export {out} --key {manifest.public_key}")
 
     run(work)
