@@ -124,6 +124,10 @@ class HubSettings(BaseSettings):
     dashboard_port: int = Field(
         default=8081, ge=0, le=65535, description="the township dashboard of hub up / hub dashboard"
     )
+    gateway_host: str = Field(
+        default="127.0.0.1", description="the HTTP gateway (behind the county's HTTPS proxy)"
+    )
+    gateway_port: int = Field(default=8090, ge=0, le=65535, description="0: a free port")
     at_risk_after: time = Field(
         default=time(20, 0),
         description="from this time of day (Asia/Shanghai) open events formed today are at risk",

@@ -3,8 +3,8 @@
 ``running`` (up, serve), ``publishing`` (publish, example, tail), ``watching`` (lag, dashboard),
 ``registry``, ``quarantine``, ``reports``, ``ledger``, ``docs`` (schemas and AsyncAPI export),
 ``credentials`` (identities and TLS), ``calendar`` (working days), ``cases`` (case workflows);
-``audit`` (the signed record); ``common`` holds what they share, ``root`` the command itself
-and its exit codes.
+``audit`` (the signed record), ``gateway`` (HTTP); ``common`` holds what they share, ``root``
+the command itself and its exit codes.
 """
 
 from hub.cli import (
@@ -13,6 +13,7 @@ from hub.cli import (
     cases,
     credentials,
     docs,
+    gateway,
     ledger,
     publishing,
     quarantine,
@@ -30,6 +31,7 @@ __all__ = [
     "cases",
     "credentials",
     "docs",
+    "gateway",
     "ledger",
     "main",
     "publishing",

@@ -12,6 +12,7 @@ from hub.cli.common import Exit, fail, known_org, reach, registry_of, run, setti
 from hub.cli.root import app
 from hub.config import HubSettings
 from hub.errors import HubUnavailable
+from hub.gateway import tokens as gateway_tokens
 from hub.identity import (
     Authority,
     Role,
@@ -158,3 +159,26 @@ def credentials_server_config(
     lines += trust_config(trust, resolver_dir)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     typer.echo(f"{out}：include 到每个节点的 nats.conf")
+
+
+@credentials_app.command("token")
+def credentials_token(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(help="单位标识（登记簿中的 id）")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="撤销该单位的全部网关令牌")] = False,
+) -> None:
+    """A bearer token for the HTTP gateway (shown once; the store keeps only its hash)."""
+    settings = settings_of(ctx)
+    known_org(registry_of(settings), org)
+    if revoke:
+        count = gateway_tokens.revoke(settings.credentials_store, org)
+        typer.echo(f"已撤销 {org} 的 {count} 个网关令牌")
+        return
+    if not org_credentials_path(settings, org).exists():
+        fail(
+            f"凭据库中没有 {org} 的 NATS 凭据（{org_credentials_path(settings, org)}）："
+            f"网关以该单位的身份发布，请先 hub credentials issue {org} "
+            f"--out {org_credentials_path(settings, org)}"
+        )
+    typer.echo(gateway_tokens.issue(settings.credentials_store, org))
+    typer.echo(f"（{org} 的网关令牌，只显示这一次：请求头 Authorization: Bearer <令牌>）", err=True)

@@ -1,0 +1,61 @@
+"""``hub gateway``: the HTTP gateway for systems that speak HTTP, not NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+from nats.aio.client import Client
+
+from hub import log
+from hub.cli.common import reach, run, settings_of
+from hub.cli.root import app
+from hub.errors import ConfigError
+from hub.gateway.app import Publishers, gateway_app
+from hub.gateway.tokens import Tokens
+from hub.identity.sessions import connect_as
+from subscribers.serving import address, listening, serve_asgi
+
+START_ATTEMPTS = 3
+
+
+@app.command("gateway")
+def gateway(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="监听地址（缺省 HUB_GATEWAY_HOST）")] = None,
+    port: Annotated[int | None, typer.Option(help="端口（缺省 HUB_GATEWAY_PORT）")] = None,
+) -> None:
+    """Serve POST /v1/events (CloudEvents over HTTP) as the organisations whose tokens call it."""
+    settings = reach(settings_of(ctx))
+    log.configure(settings.log_level, stream=sys.stderr)
+    chosen_host = host or settings.gateway_host
+    chosen_port = settings.gateway_port if port is None else port
+
+    async def connect(org: str) -> Client:
+        return await connect_as(
+            settings,
+            org,
+            label=f"hub-gateway-{org}",
+            attempts=START_ATTEMPTS,
+            reconnect_attempts=-1,
+        )
+
+    async def work(stop: asyncio.Event) -> None:
+        try:
+            sock = listening(chosen_host, chosen_port)
+        except OSError as exc:
+            where = f"{chosen_host}:{chosen_port}"
+            raise ConfigError(
+                "HUB_GATEWAY_PORT", f"cannot listen on {where}: {exc.strerror}"
+            ) from exc
+        publishers = Publishers(settings, connect)
+        page = gateway_app(settings, Tokens(settings.credentials_store), publishers)
+        typer.echo(f"HTTP 网关：{address(sock)}/v1/events（Ctrl-C 退出）")
+        try:
+            await serve_asgi(page, sock, stop)
+        finally:
+            await publishers.close()
+
+    run(work)

@@ -1,0 +1,165 @@
+"""The HTTP gateway, played as a non-Python system would: plain HTTP, CloudEvents binding."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from nats.aio.client import Client
+
+from hub.gateway.app import Publishers, gateway_app
+from hub.gateway.tokens import Tokens
+from hub.identity.sessions import connect_as
+from hub.ledger import DeliveryState
+from hub.samples import sample_event
+from hub.service import Hub
+from subscribers.serving import address, listening, serve_asgi
+from tests.helpers import eventually, receiving, run_hub
+
+pytestmark = [pytest.mark.connected, pytest.mark.timeout(120)]
+
+DEPARTMENT, TOWNSHIP, OTHER = "renqiu-scjg", "renqiu-chuan", "renqiu-zjj"
+
+
+@pytest.fixture
+async def gateway(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway in this event loop, in front of the test's hub; an HTTP client to it."""
+    settings = hub.settings
+
+    async def connect(org: str) -> Client:
+        return await connect_as(settings, org, label=f"test-gateway-{org}", attempts=3)
+
+    publishers = Publishers(settings, connect)
+    app = gateway_app(settings, Tokens(settings.credentials_store), publishers)
+    sock, stop = listening("127.0.0.1", 0), asyncio.Event()
+    serving = asyncio.create_task(serve_asgi(app, sock, stop))
+    try:
+        async with httpx.AsyncClient(base_url=address(sock), timeout=20) as client:
+            yield client
+    finally:
+        stop.set()
+        await serving
+        await publishers.close()
+
+
+async def token_of(hub: Hub, org: str) -> str:
+    """Issued as a county's IT office would: ``hub credentials token ORG``."""
+    code, out, err = await run_hub(hub.settings, "credentials", "token", org)
+    assert code == 0, err
+    return out.strip()
+
+
+def event(n: int, source: str = DEPARTMENT) -> dict[str, object]:
+    return sample_event("other", source, datetime.now(UTC), n, recipients=(TOWNSHIP,))
+
+
+async def test_publishing_single_binary_and_batch_and_the_township_acknowledges(
+    hub: Hub, gateway: httpx.AsyncClient
+) -> None:
+    auth = {"Authorization": f"Bearer {await token_of(hub, DEPARTMENT)}"}
+    structured = await gateway.post(
+        "/v1/events",
+        content=json.dumps(event(1), ensure_ascii=False).encode(),
+        headers=auth | {"Content-Type": "application/cloudevents+json; charset=utf-8"},
+    )
+    assert structured.status_code == 201, structured.text
+    assert structured.json()["status"] == "accepted" and structured.json()["seq"] >= 1
+    # binary mode: attributes as ce-* headers, data as the body
+    second = event(2)
+    binary = await gateway.post(
+        "/v1/events",
+        content=json.dumps(second["data"], ensure_ascii=False).encode(),
+        headers=auth
+        | {
+            "Content-Type": "application/json; charset=utf-8",
+            "ce-specversion": "1.0",
+            "ce-id": str(second["id"]),
+            "ce-source": DEPARTMENT,
+            "ce-type": str(second["type"]),
+            "ce-time": str(second["time"]),
+            "ce-recipients": TOWNSHIP,
+        },
+    )
+    assert binary.status_code == 201, binary.text
+    # a batch: each event answered on its own, the bad one with every field error
+    bad = event(4)
+    bad["data"] = {"title": ""}
+    batch = await gateway.post(
+        "/v1/events",
+        content=json.dumps([event(3), bad], ensure_ascii=False).encode(),
+        headers=auth | {"Content-Type": "application/cloudevents-batch+json"},
+    )
+    assert batch.status_code == 200, batch.text
+    first, rejected = batch.json()["results"]
+    assert (first["status"], first["http_status"]) == ("accepted", 201)
+    assert (rejected["status"], rejected["http_status"]) == ("rejected", 422)
+    assert rejected["quarantine_seq"] >= 1
+    assert all(e["field"].startswith("data") for e in rejected["errors"])
+    assert all(e["message_zh"] and e["message_en"] for e in rejected["errors"])
+    async with receiving(hub.settings, [TOWNSHIP]) as inboxes:
+        await eventually(lambda: len(inboxes[TOWNSHIP].events) == 3, within=20)
+
+    async def acknowledged() -> bool:
+        counts = await hub.ledger.counts()
+        return counts.get(DeliveryState.ACKNOWLEDGED, 0) == 3
+
+    await eventually(acknowledged, within=15)
+
+
+async def test_requests_without_a_valid_credential_or_for_another_organisation_are_refused(
+    hub: Hub, gateway: httpx.AsyncClient
+) -> None:
+    body = json.dumps(event(1), ensure_ascii=False).encode()
+    structured = {"Content-Type": "application/cloudevents+json"}
+    missing = await gateway.post("/v1/events", content=body, headers=structured)
+    assert missing.status_code == 401 and "Bearer" in missing.headers["WWW-Authenticate"]
+    assert "令牌" in missing.json()["message_zh"]
+    wrong = await gateway.post(
+        "/v1/events", content=body, headers=structured | {"Authorization": "Bearer zhg_nope"}
+    )
+    assert wrong.status_code == 401
+    # a valid token of another organisation, publishing as this one
+    other = {"Authorization": f"Bearer {await token_of(hub, OTHER)}"}
+    forged = await gateway.post("/v1/events", content=body, headers=structured | other)
+    assert forged.status_code == 403
+    assert f"不能以 {DEPARTMENT} 的名义发布" in forged.json()["message_zh"]
+    info = await hub.js.stream_info(hub.settings.wire.events_stream)
+    assert info.state.messages == 0  # nothing reached the record
+    # a revoked token stops working at once
+    code, _, err = await run_hub(hub.settings, "credentials", "token", OTHER, "--revoke")
+    assert code == 0, err
+    revoked = await gateway.post(
+        "/v1/events",
+        content=json.dumps(event(2, OTHER), ensure_ascii=False).encode(),
+        headers=structured | other,
+    )
+    assert revoked.status_code == 401
+
+
+async def test_malformed_requests_get_a_4xx_with_a_clear_body(
+    hub: Hub, gateway: httpx.AsyncClient
+) -> None:
+    auth = {"Authorization": f"Bearer {await token_of(hub, DEPARTMENT)}"}
+    structured = auth | {"Content-Type": "application/cloudevents+json"}
+    too_large = await gateway.post(
+        "/v1/events", content=b"{" + b" " * (hub.settings.max_event_bytes + 1), headers=structured
+    )
+    assert too_large.status_code == 413 and "上限" in too_large.json()["message_zh"]
+    bad_json = await gateway.post("/v1/events", content=b'{"id": ', headers=structured)
+    assert bad_json.status_code == 400 and "JSON" in bad_json.json()["message_en"]
+    wrong_type = await gateway.post(
+        "/v1/events", content=b"hello", headers=auth | {"Content-Type": "text/plain"}
+    )
+    assert wrong_type.status_code == 415
+    assert "application/cloudevents+json" in wrong_type.json()["message_zh"]
+    not_a_batch = await gateway.post(
+        "/v1/events",
+        content=b'{"a": 1}',
+        headers=auth | {"Content-Type": "application/cloudevents-batch+json"},
+    )
+    assert not_a_batch.status_code == 400 and "数组" in not_a_batch.json()["message_zh"]
+    assert (await gateway.get("/healthz")).status_code == 200  # and it still serves
