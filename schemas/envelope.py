@@ -6,6 +6,7 @@ Validation context (``TypeAdapter.validate_json(..., context=...)``):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -38,6 +39,12 @@ from schemas.common import EventId, Model, OrgId, Title
 from schemas.shanghai import local_iso
 
 DEFAULT_CLOCK_SKEW_S = 300.0
+# RFC 3339 section 5.6 date-time: a T between date and time, seconds, a Z or ±hh:mm offset
+RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+RFC3339_LOCAL = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?")
+TRACEPARENT = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 DELIVERED = {"delivered": True}  # validation context of a copy the hub already accepted
 MAX_RECIPIENTS = 500
 
@@ -52,8 +59,15 @@ class EnvelopeBase(Model):
         description="信息形成时间（RFC 3339，须带时区，如 2025-09-30T10:15:00+08:00）"
     )
     subject: Title | None = Field(default=None, description="事件主题，如文号、许可证号")
-    datacontenttype: Literal["application/json"] = Field(
-        default="application/json", description="数据格式，固定为 application/json"
+    datacontenttype: str = Field(
+        default="application/json",
+        description="数据格式：application/json（可带 charset=utf-8）",
+    )
+    traceparent: Annotated[str, StringConstraints(pattern=TRACEPARENT)] | None = Field(
+        default=None, description="W3C 分布式追踪扩展（traceparent），原样转发"
+    )
+    tracestate: Annotated[str, StringConstraints(max_length=512)] | None = Field(
+        default=None, description="W3C 分布式追踪扩展（tracestate），原样转发"
     )
     dataschema: Annotated[str, StringConstraints(max_length=500)] | None = Field(
         default=None, description="数据模式地址（可空）"
@@ -64,6 +78,36 @@ class EnvelopeBase(Model):
         max_length=MAX_RECIPIENTS,
         description="指定接收单位（可空；为空时按登记簿的路由规则发送给本县（市、区）的对口单位）",
     )
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        naive = RFC3339_LOCAL.fullmatch(value)  # no offset at all: the timezone_aware rule says so
+        if not (RFC3339.fullmatch(value) or naive) and not (info.context or {}).get("delivered"):
+            raise PydanticCustomError(
+                "time_not_rfc3339",
+                "{value} is not an RFC 3339 time (e.g. 2025-09-30T10:15:00+08:00)",
+                {"value": value[:40]},
+            )
+        try:  # (a copy accepted before the rule came in is read as it was)
+            return datetime.fromisoformat(value.upper())
+        except ValueError:
+            return value
+
+    @field_validator("datacontenttype")
+    @classmethod
+    def _json_content(cls, value: str) -> str:
+        media, *parameters = (part.strip().lower() for part in value.split(";"))
+        charset_ok = all(p in ("charset=utf-8", 'charset="utf-8"') for p in parameters if p)
+        if media != "application/json" or not charset_ok:
+            raise PydanticCustomError(
+                "content_type",
+                "{value} is not application/json (optionally charset=utf-8)",
+                {"value": value[:80]},
+            )
+        return value
 
     @field_validator("time")
     @classmethod

@@ -120,6 +120,15 @@ RULES: dict[str, tuple[str, str]] = {
         "an inspection needs at least 2 law-enforcement officers, got {count}",
     ),
     "duplicate_recipient": ("重复列出了接收单位：{orgs}", "lists {orgs} more than once"),
+    "time_not_rfc3339": (
+        "{value} 不是 RFC 3339 格式的时间（应如 2025-09-30T10:15:00+08:00：日期与时间之间用 T，"
+        "含秒，时区写作 Z 或 +08:00）",
+        "{value} is not an RFC 3339 time (e.g. 2025-09-30T10:15:00+08:00)",
+    ),
+    "content_type": (
+        "数据格式 {value} 不是 application/json（可带 charset=utf-8）",
+        "{value} is not application/json (optionally charset=utf-8)",
+    ),
     # identity and routing (checked by the hub against the registry)
     "source_mismatch": (
         "发布单位 {source} 与发布身份 {publisher} 不一致：只能以本单位名义发布",

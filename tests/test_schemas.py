@@ -11,7 +11,7 @@ from hub.errors import EventRejected
 from hub.samples import PAYLOADS, sample_event
 from schemas.common import resident_id_needs_review
 from schemas.complaint_outcome import ComplaintOutcome
-from schemas.envelope import CATEGORIES, EVENT_TYPES
+from schemas.envelope import CATEGORIES, DELIVERED, EVENT_ADAPTER, EVENT_TYPES
 from schemas.permit import Permit
 from schemas.replies import FieldError
 from schemas.rules import RULES
@@ -135,6 +135,43 @@ def test_time_without_offset_is_refused() -> None:
     event = permit()
     event["time"] = "2025-09-30T10:15:00"
     assert rejection(event)["time"].rule == "timezone_aware"
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["2025-09-30 10:15:00+08:00", "2025-09-30T10:15:00+0800", "2025-09-30T10:15+08:00"],
+    ids=["space-for-T", "offset-without-colon", "no-seconds"],
+)
+def test_a_time_that_is_not_strict_rfc3339_is_refused_naming_the_form(written: str) -> None:
+    event = permit()
+    event["time"] = written
+    error = rejection(event)["time"]
+    assert error.rule == "time_not_rfc3339"
+    assert written in error.message_zh and "T" in error.message_zh
+
+
+def test_a_copy_stored_before_the_strict_time_rule_is_still_read() -> None:
+    event = permit()
+    event["time"] = "2025-09-30 10:15:00+08:00"
+    copy = EVENT_ADAPTER.validate_json(orjson.dumps(event), context=DELIVERED)
+    assert copy.time.isoformat() == "2025-09-30T10:15:00+08:00"
+
+
+def test_tracing_extensions_and_a_utf8_charset_are_accepted_and_kept() -> None:
+    event = permit()
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    event |= {
+        "traceparent": traceparent,
+        "tracestate": "zhifa=1",
+        "datacontenttype": "application/json; charset=utf-8",
+    }
+    parsed = parse_event(orjson.dumps(event), now=NOW, clock_skew_s=300)
+    assert (parsed.traceparent, parsed.tracestate) == (traceparent, "zhifa=1")
+    event["traceparent"] = "not-a-trace"
+    event["datacontenttype"] = "text/xml"
+    errors = rejection(event)
+    assert errors["traceparent"].rule == "string_pattern_mismatch"
+    assert errors["datacontenttype"].rule == "content_type"
 
 
 def test_time_in_the_future_beyond_the_clock_skew_is_refused() -> None:
