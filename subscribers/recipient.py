@@ -33,6 +33,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from pydantic import ValidationError
 
@@ -172,17 +173,7 @@ class Recipient:
             HubNotFound: the organisation has no consumer under this subject root.
             ReaderConflict: another program already reads the organisation's deliveries.
         """
-        consumer = self.wire.delivery_consumer(self.org)
-        info = await self._consumer_info(consumer)
-        if self.exclusive:
-            await self._check_alone(consumer, info)
-        self.max_deliver = int(info.config.max_deliver or 0)
-        hub_backoff = (info.config.metadata or {}).get(CONSUMER_BACKOFF_KEY)
-        if hub_backoff and not self._backoff_given:
-            self.backoff_s = tuple(float(v) for v in hub_backoff.split(","))
-        sub = await self.js.pull_subscribe_bind(
-            durable=consumer, stream=self.wire.deliveries_stream
-        )
+        sub = await self.prepare()
         try:
             async for msgs in pull_batches(sub, stop, batch=self.batch):
                 try:
@@ -194,6 +185,28 @@ class Recipient:
                     )
         finally:
             await sub.unsubscribe()
+
+    async def prepare(self) -> JetStreamContext.PullSubscription:
+        """Bind to the organisation's consumer, taking the hub's retry settings from it.
+
+        ``run`` calls it; a program that fetches bundles itself (the HTTP gateway) calls it and
+        hands each fetched batch to ``process``.
+
+        Raises:
+            HubNotFound: the organisation has no consumer under this subject root.
+            ReaderConflict: another program already reads the organisation's deliveries.
+        """
+        consumer = self.wire.delivery_consumer(self.org)
+        info = await self._consumer_info(consumer)
+        if self.exclusive:
+            await self._check_alone(consumer, info)
+        self.max_deliver = int(info.config.max_deliver or 0)
+        hub_backoff = (info.config.metadata or {}).get(CONSUMER_BACKOFF_KEY)
+        if hub_backoff and not self._backoff_given:
+            self.backoff_s = tuple(float(v) for v in hub_backoff.split(","))
+        return await self.js.pull_subscribe_bind(
+            durable=consumer, stream=self.wire.deliveries_stream
+        )
 
     async def _consumer_info(self, consumer: str) -> ConsumerInfo:
         try:

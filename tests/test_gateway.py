@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 import httpx
 import pytest
 from nats.aio.client import Client
 
-from hub.gateway.app import Publishers, gateway_app
+from hub.gateway.app import Sessions, gateway_app
 from hub.gateway.tokens import Tokens
 from hub.identity.sessions import connect_as
 from hub.ledger import DeliveryState
 from hub.samples import sample_event
 from hub.service import Hub
+from schemas.shanghai import shanghai_day
 from subscribers.serving import address, listening, serve_asgi
+from tests.conftest import Orgs
 from tests.helpers import eventually, receiving, run_hub
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(120)]
@@ -33,8 +36,8 @@ async def gateway(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
     async def connect(org: str) -> Client:
         return await connect_as(settings, org, label=f"test-gateway-{org}", attempts=3)
 
-    publishers = Publishers(settings, connect)
-    app = gateway_app(settings, Tokens(settings.credentials_store), publishers)
+    sessions = Sessions(settings, connect)
+    app = gateway_app(settings, Tokens(settings.credentials_store), sessions)
     sock, stop = listening("127.0.0.1", 0), asyncio.Event()
     serving = asyncio.create_task(serve_asgi(app, sock, stop))
     try:
@@ -43,7 +46,7 @@ async def gateway(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
     finally:
         stop.set()
         await serving
-        await publishers.close()
+        await sessions.close()
 
 
 async def token_of(hub: Hub, org: str) -> str:
@@ -163,3 +166,52 @@ async def test_malformed_requests_get_a_4xx_with_a_clear_body(
     )
     assert not_a_batch.status_code == 400 and "数组" in not_a_batch.json()["message_zh"]
     assert (await gateway.get("/healthz")).status_code == 200  # and it still serves
+
+
+async def test_an_intranet_system_pulls_its_deliveries_and_posts_receipts(
+    hub: Hub, gateway: httpx.AsyncClient, orgs: Orgs
+) -> None:
+    publisher = await orgs.publisher(DEPARTMENT)
+    keys = [f"{DEPARTMENT}/{(await publisher.publish(event(n))).id}" for n in range(3)]
+    auth = {"Authorization": f"Bearer {await token_of(hub, TOWNSHIP)}"}
+    deliveries: list[dict[str, Any]] = []
+    while sum(len(d["events"]) for d in deliveries) < 3:  # the fan-out may batch them or not
+        pulled = await gateway.get("/v1/deliveries", params={"wait": 5, "max": 10}, headers=auth)
+        assert pulled.status_code == 200, pulled.text
+        deliveries += pulled.json()["deliveries"]
+    assert [e["key"] for d in deliveries for e in d["events"]] == keys
+    assert deliveries[0]["events"][0]["event"]["source"] == DEPARTMENT
+    # the system could not take the second event: it comes back after the hub's back-off
+    for delivery in deliveries:
+        held = [e["key"] for e in delivery["events"]]
+        failed: dict[str, Any] = {"delivery_id": delivery["delivery_id"]}
+        if keys[1] in held:
+            failed["failed"] = {keys[1]: "数据库忙"}
+        settled = await gateway.post("/v1/receipts", json=failed, headers=auth)
+        assert settled.json() == {
+            "status": "recorded",
+            "acknowledged": len(held) - (keys[1] in held),
+            "failed": int(keys[1] in held),
+        }
+    again = await gateway.post("/v1/receipts", json=failed, headers=auth)
+    assert again.status_code == 409 and "不在待回执之列" in again.json()["message_zh"]
+    retried = await gateway.get("/v1/deliveries", params={"wait": 10}, headers=auth)
+    [redelivered] = retried.json()["deliveries"]
+    assert redelivered["attempt"] == 2 and keys[1] in [e["key"] for e in redelivered["events"]]
+    ok = {"delivery_id": redelivered["delivery_id"]}
+    assert (await gateway.post("/v1/receipts", json=ok, headers=auth)).status_code == 200
+
+    async def all_acknowledged() -> bool:
+        rows = await hub.ledger.pairs(day_from=_today(), day_to=_today(), recipient=TOWNSHIP)
+        return sorted(r.event_key for r in rows if r.state == "acknowledged") == sorted(keys)
+
+    await eventually(all_acknowledged, within=15)
+    rows = await hub.ledger.pairs(day_from=_today(), day_to=_today(), recipient=TOWNSHIP)
+    assert {r.event_key: r.attempts for r in rows}[keys[1]] == 2  # the failure is on record
+    # nothing more waits; another organisation's token reads only its own (empty) deliveries
+    empty = await gateway.get("/v1/deliveries", params={"wait": 0.5}, headers=auth)
+    assert empty.json() == {"deliveries": []}
+
+
+def _today() -> date:
+    return shanghai_day(datetime.now(UTC))

@@ -13,7 +13,7 @@ from hub import log
 from hub.cli.common import reach, run, settings_of
 from hub.cli.root import app
 from hub.errors import ConfigError
-from hub.gateway.app import Publishers, gateway_app
+from hub.gateway.app import Sessions, gateway_app
 from hub.gateway.tokens import Tokens
 from hub.identity.sessions import connect_as
 from subscribers.serving import address, listening, serve_asgi
@@ -50,12 +50,12 @@ def gateway(
             raise ConfigError(
                 "HUB_GATEWAY_PORT", f"cannot listen on {where}: {exc.strerror}"
             ) from exc
-        publishers = Publishers(settings, connect)
-        page = gateway_app(settings, Tokens(settings.credentials_store), publishers)
+        sessions = Sessions(settings, connect)
+        page = gateway_app(settings, Tokens(settings.credentials_store), sessions)
         typer.echo(f"HTTP 网关：{address(sock)}/v1/events（Ctrl-C 退出）")
         try:
             await serve_asgi(page, sock, stop)
         finally:
-            await publishers.close()
+            await sessions.close()
 
     run(work)

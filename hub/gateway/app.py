@@ -1,4 +1,6 @@
-"""``POST /v1/events``: an organisation's system publishes over HTTP, answered as the hub answers.
+"""The gateway's HTTP API: publishing (``POST /v1/events``) and pulled deliveries.
+
+``POST /v1/events``: an organisation's system publishes over HTTP, answered as the hub answers.
 
 Every request carries the organisation's bearer token (``hub credentials token ORG``); the gateway
 publishes with that organisation's own NATS credentials, so the server's permissions apply as to
@@ -8,6 +10,8 @@ organisation as its source is refused before it reaches the hub.
 Answers: 201 accepted (with the stored sequence), 422 rejected (every field error, in Chinese and
 English, the message kept in quarantine), 503 unavailable (``Retry-After``); a batch answers 200
 with one result per event, in order. 400, 401, 403, 413 and 415 say what is wrong with the request.
+
+``GET /v1/deliveries?wait=S&max=N`` and ``POST /v1/receipts``: see ``hub.gateway.pull``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.errors
 import orjson
 from nats.aio.client import Client
 from starlette.applications import Starlette
@@ -26,6 +31,7 @@ from starlette.routing import Route
 
 from hub.config import HubSettings
 from hub.gateway.binding import MAX_BATCH, BindingError, events_of
+from hub.gateway.pull import MAX_BUNDLES, MAX_WAIT_S, Pulling
 from hub.gateway.tokens import Tokens
 from subscribers.errors import EventRejected, HubUnavailable
 from subscribers.publisher import Publisher
@@ -36,33 +42,48 @@ RETRY_AFTER_S = 5
 Connect = Callable[[str], Awaitable[Client]]
 
 
-class Publishers:
-    """One NATS connection and publisher per organisation, opened on its first request."""
+class Sessions:
+    """Each organisation's NATS connection (opened on its first request) and what uses it."""
 
     def __init__(self, settings: HubSettings, connect: Connect) -> None:
         self.settings, self.connect = settings, connect
-        self._open: dict[str, Publisher] = {}
+        self._connections: dict[str, Client] = {}
+        self._publishers: dict[str, Publisher] = {}
+        self._pulling: dict[str, Pulling] = {}
         self._lock = asyncio.Lock()
 
-    async def of(self, org: str) -> Publisher:
+    async def _nc(self, org: str) -> Client:
+        if org not in self._connections:
+            self._connections[org] = await self.connect(org)
+        return self._connections[org]
+
+    async def publisher(self, org: str) -> Publisher:
         """The organisation's publisher (its own identity)."""
         async with self._lock:
-            if org not in self._open:
-                nc = await self.connect(org)
-                self._open[org] = Publisher(
-                    nc,
+            if org not in self._publishers:
+                self._publishers[org] = Publisher(
+                    await self._nc(org),
                     org,
                     wire=self.settings.wire,
                     timeout_s=self.settings.request_timeout_s,
                     retries=1,
                 )
-            return self._open[org]
+            return self._publishers[org]
+
+    async def pulling(self, org: str) -> Pulling:
+        """The organisation's deliveries, as HTTP pulls them."""
+        async with self._lock:
+            if org not in self._pulling:
+                nc = await self._nc(org)
+                wire, timeout = self.settings.wire, self.settings.request_timeout_s
+                self._pulling[org] = Pulling(nc, org, wire, timeout)
+            return self._pulling[org]
 
     async def close(self) -> None:
-        """Close every connection."""
-        for publisher in self._open.values():
-            await publisher.nc.drain()
-        self._open.clear()
+        """Close every connection (fetched bundles without receipts come back later)."""
+        for nc in self._connections.values():
+            await nc.drain()
+        self._connections.clear()
 
 
 def _answer(status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
@@ -70,11 +91,13 @@ def _answer(status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
 
 
 def _refused(status: int, zh: str, en: str, **headers: str) -> JSONResponse:
-    code = {401: "unauthorized", 403: "forbidden", 413: "too_large"}.get(status, "bad_request")
+    code = {401: "unauthorized", 403: "forbidden", 409: "conflict", 413: "too_large"}.get(
+        status, "bad_request"
+    )
     return _answer(status, {"status": code, "message_zh": zh, "message_en": en}, **headers)
 
 
-def gateway_app(settings: HubSettings, tokens: Tokens, publishers: Publishers) -> Starlette:
+def gateway_app(settings: HubSettings, tokens: Tokens, sessions: Sessions) -> Starlette:
     """The gateway's ASGI application."""
     single_limit = settings.max_event_bytes
     batch_limit = settings.max_event_bytes * MAX_BATCH
@@ -95,7 +118,7 @@ def gateway_app(settings: HubSettings, tokens: Tokens, publishers: Publishers) -
                 {},
             )
         try:
-            publisher = await publishers.of(org)
+            publisher = await sessions.publisher(org)
             accepted = await publisher.publish(envelope)
         except EventRejected as exc:
             body = {
@@ -113,12 +136,7 @@ def gateway_app(settings: HubSettings, tokens: Tokens, publishers: Publishers) -
     async def events(request: Request) -> Response:
         org = _bearer(request, tokens)
         if org is None:
-            return _refused(
-                401,
-                "缺少或无效的凭据：请在 Authorization 头中携带本单位的令牌（Bearer）",
-                "missing or invalid credential: send your organisation's token as a Bearer token",
-                **{"WWW-Authenticate": 'Bearer realm="zhifa-hub"'},
-            )
+            return _unauthorized()
         content_type = request.headers.get("content-type", "")
         limit = batch_limit if "batch" in content_type else single_limit
         declared = request.headers.get("content-length")
@@ -142,12 +160,61 @@ def gateway_app(settings: HubSettings, tokens: Tokens, publishers: Publishers) -
             results.append(answer | {"http_status": status})
         return _answer(200, {"results": results})
 
+    async def deliveries(request: Request) -> Response:
+        org = _bearer(request, tokens)
+        if org is None:
+            return _unauthorized()
+        try:
+            wait_s = min(float(request.query_params.get("wait", "20")), MAX_WAIT_S)
+            most = min(int(request.query_params.get("max", "10")), MAX_BUNDLES)
+        except ValueError:
+            return _refused(400, "wait 须为秒数，max 须为整数", "wait takes seconds, max a count")
+        if wait_s < 0 or most < 1:
+            return _refused(400, "wait 不得为负，max 至少为 1", "wait >= 0 and max >= 1")
+        try:
+            fetched = await (await sessions.pulling(org)).fetch(wait_s, most)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("gateway.pull_unavailable", extra={"org": org, "error": repr(exc)})
+            return _answer(
+                503,
+                {"status": "unavailable", "reason": repr(exc), "retry_after_s": RETRY_AFTER_S},
+                **{"Retry-After": str(RETRY_AFTER_S)},
+            )
+        return _answer(200, {"deliveries": fetched})
+
+    async def receipts(request: Request) -> Response:
+        org = _bearer(request, tokens)
+        if org is None:
+            return _unauthorized()
+        try:
+            posted = orjson.loads(await request.body())
+            delivery_id = str(posted["delivery_id"])
+            failed = {str(k): str(v) for k, v in (posted.get("failed") or {}).items()}
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return _refused(
+                400,
+                '请求体须为 {"delivery_id": "…", "failed": {"事件键": "原因"}}（failed 可省略）',
+                'the body must be {"delivery_id": "…", "failed": {"event key": "reason"}}',
+            )
+        settled = await (await sessions.pulling(org)).settle(delivery_id, failed)
+        if settled is None:
+            return _refused(
+                409,
+                f"投递 {delivery_id} 不在待回执之列（已回执，或已超时将重投）",
+                f"delivery {delivery_id} is not waiting for receipts (settled, or it will come "
+                "again)",
+            )
+        body = {"status": "recorded", "acknowledged": settled - len(failed), "failed": len(failed)}
+        return _answer(200, body)
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     return Starlette(
         routes=[
             Route("/v1/events", events, methods=["POST"]),
+            Route("/v1/deliveries", deliveries, methods=["GET"]),
+            Route("/v1/receipts", receipts, methods=["POST"]),
             Route("/healthz", healthz),
         ]
     )
@@ -158,6 +225,15 @@ def _bearer(request: Request, tokens: Tokens) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return tokens.org_of(token.strip())
+
+
+def _unauthorized() -> JSONResponse:
+    return _refused(
+        401,
+        "缺少或无效的凭据：请在 Authorization 头中携带本单位的令牌（Bearer）",
+        "missing or invalid credential: send your organisation's token as a Bearer token",
+        **{"WWW-Authenticate": 'Bearer realm="zhifa-hub"'},
+    )
 
 
 def _too_large(limit: int) -> JSONResponse:
