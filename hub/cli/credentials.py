@@ -13,6 +13,7 @@ from hub.cli.root import app
 from hub.config import HubSettings
 from hub.errors import HubUnavailable
 from hub.gateway import tokens as gateway_tokens
+from hub.gateway import webhooks
 from hub.identity import (
     Authority,
     Role,
@@ -182,3 +183,32 @@ def credentials_token(
         )
     typer.echo(gateway_tokens.issue(settings.credentials_store, org))
     typer.echo(f"（{org} 的网关令牌，只显示这一次：请求头 Authorization: Bearer <令牌>）", err=True)
+
+
+@credentials_app.command("webhook")
+def credentials_webhook(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(help="单位标识（登记簿中的 id）")],
+    url: Annotated[str | None, typer.Option("--url", help="接收推送的 HTTPS 地址")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="停止向该单位推送")] = False,
+) -> None:
+    """Register an organisation's webhook endpoint; prints the signing secret once."""
+    settings = settings_of(ctx)
+    known_org(registry_of(settings), org)
+    store = settings.credentials_store
+    if remove:
+        had = webhooks.remove(store, org)
+        typer.echo(f"已停止向 {org} 推送" if had else f"{org} 没有登记推送地址")
+        return
+    if url is None or not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        fail("--url 须为 https:// 地址（本机测试可用 http://127.0.0.1）")
+    if not org_credentials_path(settings, org).exists():
+        fail(
+            f"凭据库中没有 {org} 的 NATS 凭据：网关以该单位的身份读取投递，请先 "
+            f"hub credentials issue {org} --out {org_credentials_path(settings, org)}"
+        )
+    endpoint = webhooks.register(store, org, url)
+    typer.echo(endpoint.secret)
+    typer.echo(
+        f"（{org} 的推送签名密钥，只显示这一次；重启 hub gateway 后开始推送到 {url}）", err=True
+    )

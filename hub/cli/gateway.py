@@ -6,6 +6,7 @@ import asyncio
 import sys
 from typing import Annotated
 
+import httpx
 import typer
 from nats.aio.client import Client
 
@@ -13,6 +14,7 @@ from hub import log
 from hub.cli.common import reach, run, settings_of
 from hub.cli.root import app
 from hub.errors import ConfigError
+from hub.gateway import webhooks
 from hub.gateway.app import Sessions, gateway_app
 from hub.gateway.tokens import Tokens
 from hub.identity.sessions import connect_as
@@ -53,8 +55,17 @@ def gateway(
         sessions = Sessions(settings, connect)
         page = gateway_app(settings, Tokens(settings.credentials_store), sessions)
         typer.echo(f"HTTP 网关：{address(sock)}/v1/events（Ctrl-C 退出）")
+        pushing = webhooks.endpoints(settings.credentials_store)
         try:
-            await serve_asgi(page, sock, stop)
+            async with httpx.AsyncClient() as client, asyncio.TaskGroup() as tasks:
+                tasks.create_task(serve_asgi(page, sock, stop))
+                for endpoint in pushing:
+                    nc = await connect(endpoint.org)
+                    pusher = webhooks.Pusher(
+                        nc, endpoint, settings.wire, client, settings.backoff_s
+                    )
+                    tasks.create_task(pusher.run(stop))
+                    typer.echo(f"推送 {endpoint.org} 的投递到 {endpoint.url}")
         finally:
             await sessions.close()
 
