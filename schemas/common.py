@@ -38,9 +38,25 @@ EventId = Annotated[
     StringConstraints(pattern=EVENT_ID_PATTERN),
     Field(description="事件标识，同一发布单位内唯一（字母、数字和 . _ : -，最长 128 个字符）"),
 ]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+NOT_BLANK = {"pattern": r"\S"}  # JSON Schema's way to say what strip_whitespace + min_length do
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    Field(json_schema_extra=NOT_BLANK),
+]
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=5000),
+    Field(json_schema_extra=NOT_BLANK),
+]
+Code = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    Field(json_schema_extra=NOT_BLANK),
+]
+# GB 32100's alphabet: digits and capitals but I, O, Z, S, V (the check character: python-stdnum)
+_USCC_CHAR = "[0-9A-HJ-NP-RTUWXYa-hj-np-rtuwxy]"
+USCC_PATTERN = rf"^\s*{_USCC_CHAR}{{2}}[0-9]{{6}}{_USCC_CHAR}{{10}}\s*$"
 
 
 def _check_uscc(value: str) -> str:
@@ -71,6 +87,7 @@ Uscc = Annotated[
     Field(
         description="统一社会信用代码（18 位，末位为 GB 32100 校验码）",
         examples=["91130982MA0D4XXK3L"],
+        json_schema_extra={"pattern": USCC_PATTERN},
     ),
 ]
 
@@ -108,7 +125,10 @@ def resident_id_needs_review(number: str) -> bool:
 ResidentId = Annotated[
     str,
     AfterValidator(_check_resident_id),
-    Field(description="居民身份证号码（18 位，含校验码）"),
+    Field(
+        description="居民身份证号码（18 位，含校验码）",
+        json_schema_extra={"pattern": r"^\s*[0-9]{17}[0-9Xx]\s*$"},
+    ),
 ]
 Phone = Annotated[
     str,

@@ -7,11 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import TypeAdapter
 
 from hub.asyncapi import specification
 from hub.cli.common import settings_of
 from hub.cli.root import app
+from schemas.delivery import DeliveryBundle
 from schemas.envelope import CASE_STEPS, CATEGORIES, EnvelopeBase
+from schemas.receipt import ReceiptBatch
+from schemas.replies import IngestReply
 
 schemas_app = typer.Typer(help="事件模式 (event schemas)", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
@@ -29,10 +33,27 @@ def schemas_export(directory: Annotated[Path, typer.Argument(help="输出目录"
     for step in CASE_STEPS.values():
         title = f"{step.label}（案件步骤）"
         typer.echo(str(_write_schema(directory, step.type, step.event, title)))
+    for name, adapter, title in WIRE_SCHEMAS:
+        typer.echo(str(_write(directory, name, adapter.json_schema(), title)))
+    typer.echo(
+        "（JSON Schema 表达不了的规则只由枢纽检查，见 README 的“仅由枢纽检查的规则”）", err=True
+    )
+
+
+WIRE_SCHEMAS: list[tuple[str, TypeAdapter[Any], str]] = [
+    ("receipt-batch", TypeAdapter(ReceiptBatch), "回执批次（接收单位发给枢纽）"),
+    ("ingest-reply", TypeAdapter(IngestReply), "枢纽对发布的答复（已受理、已拒收、暂不可用）"),
+    ("delivery-bundle", TypeAdapter(DeliveryBundle), "投递包（枢纽发给接收单位）"),
+]
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def _write_schema(directory: Path, event_type: str, model: type[EnvelopeBase], title: str) -> Path:
-    schema: dict[str, Any] = model.model_json_schema()
+    return _write(directory, event_type, model.model_json_schema(), title)
+
+
+def _write(directory: Path, event_type: str, schema: dict[str, Any], title: str) -> Path:
+    schema = {"$schema": DIALECT, **schema}
     schema["$id"] = f"urn:zhifa-hub:schema:{event_type}"
     schema["title"] = f"{event_type}：{title}"
     target = directory / f"{event_type}.json"
