@@ -9,7 +9,9 @@ same names the hub uses) with ``{org}`` where the organisation goes.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import unquote
 
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
@@ -23,10 +25,53 @@ from schemas.replies import IngestReply
 ORG = "{org}"
 
 
+NAME = re.compile(r"^[a-zA-Z0-9.\-_]+$")  # what the AsyncAPI 3 spec allows as a component key
+PARAMETERS = {
+    "org": "组织标识（登记簿中的 id）：发布单位或接收单位本身 / the organisation's registry id",
+    "reply": "请求者的应答主题（NATS 自动生成）/ the requester's reply inbox (made by NATS)",
+}
+
+
 def specification(settings: HubSettings) -> dict[str, Any]:
-    """The AsyncAPI document of a hub with these settings, as a JSON-ready dict."""
+    """The AsyncAPI document of a hub with these settings, as a JSON-ready dict.
+
+    FastStream's names (``ingest:SubscribeMessage``, ``ingest reply``) are made valid component
+    keys, and every ``{org}`` or ``{reply}`` in an address is described under ``parameters``.
+    """
     document: dict[str, Any] = json.loads(factory(settings).to_specification().to_json())
-    return document
+    renamed: dict[str, Any] = _renamed(document, _names(document))
+    for channel in renamed.get("channels", {}).values():
+        found = re.findall(r"{(\w+)}", channel.get("address") or "")
+        if found:
+            channel["parameters"] = {name: {"description": PARAMETERS[name]} for name in found}
+    return renamed
+
+
+def _renamed(value: Any, names: set[str]) -> Any:
+    """``value`` with every key in ``names`` made valid, and every reference to one."""
+    if isinstance(value, dict):
+        return {
+            (_valid(k) if k in names else k): (
+                "/".join(_valid(unquote(p)) if unquote(p) in names else p for p in v.split("/"))
+                if k == "$ref" and isinstance(v, str)
+                else _renamed(v, names)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_renamed(v, names) for v in value]
+    return value
+
+
+def _valid(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9.\-_]", lambda m: "." if m.group() == ":" else "_", name)
+
+
+def _names(document: dict[str, Any]) -> set[str]:
+    """Every key of channels, operations and components that the spec would not allow."""
+    sections = [document.get("channels", {}), document.get("operations", {})]
+    sections += [s for s in document.get("components", {}).values() if isinstance(s, dict)]
+    return {key for section in sections for key in section if not NAME.fullmatch(key)}
 
 
 def factory(settings: HubSettings) -> AsyncAPI:
