@@ -17,6 +17,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationInfo,
+    field_serializer,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -76,8 +77,31 @@ class EnvelopeBase(Model):
         default=None,
         min_length=1,
         max_length=MAX_RECIPIENTS,
-        description="指定接收单位（可空；为空时按登记簿的路由规则发送给本县（市、区）的对口单位）",
+        description=(
+            "指定接收单位，以空格分隔的组织标识（CloudEvents 扩展属性须为字符串；旧的 JSON 数组"
+            "写法仍可读）。可空：为空时按登记簿的路由规则发送给本县（市、区）的对口单位"
+        ),
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*[a-z0-9-]+(\s+[a-z0-9-]+)*\s*$"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                {"type": "null"},
+            ]
+        },
     )
+
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _space_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(value.split())
+        if isinstance(value, list):  # the earlier JSON array form
+            return tuple(value)
+        return value
+
+    @field_serializer("recipients")
+    def _as_string(self, value: tuple[str, ...] | None) -> str | None:
+        return " ".join(value) if value is not None else None
 
     @field_validator("time", mode="before")
     @classmethod

@@ -55,7 +55,7 @@ def compose(
         "data": dict(data),
     }
     if recipients is not None:
-        envelope["recipients"] = list(recipients)
+        envelope["recipients"] = " ".join(recipients)  # a CloudEvents extension: a string
     if subject is not None:
         envelope["subject"] = subject
     return envelope

@@ -103,13 +103,14 @@ async def test_tail_shows_what_was_delivered_to_the_organisation(hub: Hub, tmp_p
     assert "任丘市鸿运食品有限公司 食品经营许可 准予许可" in out
 
 
-async def test_schemas_export_writes_one_json_schema_per_event_type(
+async def test_schemas_export_writes_one_json_schema_per_event_type_and_wire_message(
     settings: HubSettings, tmp_path: Path
 ) -> None:
     code, _, err = await run_hub(settings, "schemas", "export", str(tmp_path / "out"))
     assert code == 0, err
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted(f"{t}.json" for t in (*EVENT_TYPES, *CASE_TYPES))
+    wire = ("receipt-batch", "ingest-reply", "delivery-bundle")
+    assert written == sorted(f"{t}.json" for t in (*EVENT_TYPES, *CASE_TYPES, *wire))
     permit = json.loads((tmp_path / "out" / "permit.v1.json").read_text(encoding="utf-8"))
     assert permit["$defs"]["Permit"]["properties"]["entity_uscc"]["description"].startswith(
         "统一社会信用代码"

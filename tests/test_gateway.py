@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cloudevents.core.bindings import http
+from cloudevents.core.v1.event import CloudEvent
 from nats.aio.client import Client
 
 from hub.gateway.app import Sessions, gateway_app
@@ -215,3 +217,44 @@ async def test_an_intranet_system_pulls_its_deliveries_and_posts_receipts(
 
 def _today() -> date:
     return shanghai_day(datetime.now(UTC))
+
+
+async def test_events_built_with_the_cloudevents_sdk_are_accepted_and_deliveries_parse_with_it(
+    hub: Hub, gateway: httpx.AsyncClient
+) -> None:
+    auth = {"Authorization": f"Bearer {await token_of(hub, DEPARTMENT)}"}
+    ids = []
+    for n, to_http in enumerate((http.to_structured_event, http.to_binary_event)):
+        sample = event(n)
+        built = CloudEvent(
+            {
+                "type": "other.v1",
+                "source": DEPARTMENT,
+                "time": datetime.now(UTC),
+                "recipients": TOWNSHIP,  # a CloudEvents extension is a string
+            },
+            sample["data"],  # type: ignore[arg-type]
+        )
+        message = to_http(built)
+        sent = await gateway.post(
+            "/v1/events", content=message.body, headers=auth | message.headers
+        )
+        assert sent.status_code == 201, sent.text
+        ids.append(built.get_id())
+    township = {"Authorization": f"Bearer {await token_of(hub, TOWNSHIP)}"}
+    events: list[dict[str, Any]] = []
+    while len(events) < 2:
+        pulled = await gateway.get("/v1/deliveries", params={"wait": 5}, headers=township)
+        events += [e["event"] for d in pulled.json()["deliveries"] for e in d["events"]]
+    parsed = [
+        http.from_structured_event(
+            http.HTTPMessage(
+                {"content-type": "application/cloudevents+json"}, json.dumps(e).encode()
+            )
+        )
+        for e in events
+    ]
+    assert [p.get_id() for p in parsed] == ids
+    assert {p.get_extension("recipients") for p in parsed} == {TOWNSHIP}
+    assert all(p.get_source() == DEPARTMENT for p in parsed)
+    assert [p.get_data() for p in parsed] == [e["data"] for e in events]

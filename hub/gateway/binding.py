@@ -82,7 +82,7 @@ def events_of(
 
 def binary(headers: Mapping[str, str], kind: str, body: bytes) -> bytes:
     """A binary-mode event as a structured envelope."""
-    if kind != JSON:
+    if kind not in (JSON, ""):  # (no Content-Type: no datacontenttype, i.e. JSON data)
         raise BindingError(
             415,
             f"二进制模式的数据须为 {JSON}（收到 {kind}）",
@@ -93,8 +93,6 @@ def binary(headers: Mapping[str, str], kind: str, body: bytes) -> bytes:
         lowered = name.lower()
         if lowered.startswith("ce-"):
             envelope[lowered[3:]] = value
-    if "recipients" in envelope:  # a list in the envelope; a header carries it space-separated
-        envelope["recipients"] = envelope["recipients"].replace(",", " ").split()
     envelope["datacontenttype"] = JSON  # (the parameters, e.g. charset=utf-8, are implied)
     envelope["data"] = _json(body)
     return orjson.dumps(envelope)
