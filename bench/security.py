@@ -28,7 +28,7 @@ from typing import Any
 from bench.configs import AUTH, AUTH_TLS, CONFIGS, OPEN, RAW_CONFIGS, Config, Credentials
 from bench.machine import RESULTS, machine, sampled, save, summary
 from bench.suite import hub_throughput, latency_at, nats_server, raw_latency_at, raw_throughput
-from bench.tables import DASH, measured, publish
+from bench.tables import DASH, measured, publish, under_load
 from hub.registry import load_registry
 
 START, END = (
@@ -171,6 +171,8 @@ def render(results: dict[str, Any]) -> str:
             "Hub deliveries/s against raw nats-py in the same configuration (median):"
             f" {', '.join(ratios)}.",
         ]
+    if loaded := under_load(results):
+        out += ["", loaded]
     return "\n".join(out)
 
 

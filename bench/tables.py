@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.configs import OPEN
+from bench.machine import ATTEMPTS, BUSY_CORES
 
 README = Path(__file__).parent / "README.md"
 RATES = (100, 200, 1000)  # offered events/s for the latency figures
@@ -59,9 +60,33 @@ def other_load(results: dict[str, Any]) -> str:
     if not samples:
         return ""
     loads = [s["other_cores"] for s in samples]
+    spoiled = sum(int(s.get("spoiled", 0)) for s in samples)
+    still = sum(load >= BUSY_CORES for load in loads)
     return (
         f" Other processes (not the benchmark's) kept {statistics.median(loads):.2f} of the"
-        f" {results['machine']['cores']} cores busy in the median sample, {max(loads):.2f} at most."
+        f" {results['machine']['cores']} cores busy in the median sample, {max(loads):.2f} at most"
+        + (f"; {spoiled} attempt(s) they spoiled were measured again" if spoiled else "")
+        + (
+            f"; {still} of {len(loads)} samples kept ran beside more than {BUSY_CORES} cores of"
+            f" theirs (after {ATTEMPTS} attempts)."
+            if still
+            else "."
+        )
+    )
+
+
+def under_load(results: dict[str, Any]) -> str:
+    """The figures that kept samples taken beside other processes' load, and how many."""
+    found = []
+    for key, figure in results.items():
+        samples = figure.get("samples", []) if isinstance(figure, dict) else []
+        if loaded := sum(s.get("other_cores", 0.0) >= BUSY_CORES for s in samples):
+            found.append(f"{key} {loaded} of {len(samples)}")
+    if not found:
+        return ""
+    return (
+        f"Samples kept although other processes kept more than {BUSY_CORES} cores busy (their"
+        f" medians are not the hub's alone): {'; '.join(found)}."
     )
 
 
@@ -148,6 +173,8 @@ def render_delivery(results: dict[str, Any]) -> str:
                 f" {f'{delivered / raw_delivered:.0%}' if raw_delivered else DASH} |"
                 f" {accepted:,.0f} | {startup:.1f} | {rss:.0f} |"
             )
+    if loaded := under_load(results):
+        out += ["", loaded]
     return "\n".join(out)
 
 
