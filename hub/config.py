@@ -83,7 +83,9 @@ class HubSettings(BaseSettings):
         default=5.0, gt=0, description="how often new messages are covered by a signed checkpoint"
     )
     audit_verify_s: float = Field(
-        default=60.0, gt=0, description="how often the running hub verifies the whole record"
+        default=300.0,
+        gt=0,
+        description="how often the running hub verifies the whole record (at most 10 % busy)",
     )
     deep_check_s: float = Field(
         default=3600.0,
