@@ -152,10 +152,9 @@ async def _events_in_bundles(hub: Hub) -> int:
     return total
 
 
-async def run_hub(
-    settings: HubSettings, *args: str, deadline_s: float = 60, **env: str
-) -> tuple[int, str, str]:
-    environment = {
+def hub_environment(settings: HubSettings, **env: str) -> dict[str, str]:
+    """The environment of a ``hub`` command working on the test's hub."""
+    return {
         **os.environ,
         "HUB_NATS_URL": settings.nats_url or "",
         "HUB_SUBJECT_ROOT": settings.subject_root,
@@ -164,6 +163,12 @@ async def run_hub(
         "HUB_WEB_PORT": "0",
         **env,
     }
+
+
+async def run_hub(
+    settings: HubSettings, *args: str, deadline_s: float = 60, **env: str
+) -> tuple[int, str, str]:
+    environment = hub_environment(settings, **env)
     process = await asyncio.create_subprocess_exec(
         HUB, *args, env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -28,7 +27,7 @@ from hub.samples import sample_event
 from hub.service import Hub
 from subscribers.serving import address, listening, serve_asgi
 from tests.conftest import Orgs, hub_running
-from tests.helpers import HUB, eventually, run_hub
+from tests.helpers import HUB, eventually, hub_environment, run_hub
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(300)]
 
@@ -126,15 +125,7 @@ def twenty(registry: Registry) -> list[str]:
 
 
 async def start_gateway(settings: HubSettings) -> asyncio.subprocess.Process:
-    environment = {
-        **os.environ,
-        "HUB_NATS_URL": settings.nats_url or "",
-        "HUB_SUBJECT_ROOT": settings.subject_root,
-        "HUB_DATA_DIR": str(settings.data_dir),
-        "HUB_CREDENTIALS_DIR": str(settings.credentials_store),
-        "HUB_GATEWAY_PORT": "0",
-        "HUB_BACKOFF_S": "[0.1,0.2]",
-    }
+    environment = hub_environment(settings, HUB_GATEWAY_PORT="0", HUB_BACKOFF_S="[0.1,0.2]")
     return await asyncio.create_subprocess_exec(
         HUB,
         "gateway",
