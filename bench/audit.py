@@ -202,6 +202,13 @@ def render(results: dict[str, Any]) -> str:
         cells = [value(key, field, v) for v in VARIANTS]
         ratios = [change(key, field, v) for v in (RECORD, BUSY)]
         out.append(f"| {label} | {' | '.join(cells)} | {' | '.join(ratios)} |")
+    short = [
+        f"{key} ({len(figure['samples'])})"
+        for key, figure in results.items()
+        if isinstance(figure, dict) and 0 < len(figure.get("samples", [])) < results["runs"]
+    ]
+    if short:
+        out += ["", f"Fewer samples than runs: {', '.join(short)}. {results.get('note', '')}"]
     out += ["", *render_costs(results["costs"], events * 20)]
     return "\n".join(out)
 
@@ -217,6 +224,8 @@ def render_costs(measured_costs: dict[str, float], deliveries: int) -> list[str]
     per_delivery = sum(
         measured_costs[k] for k in ("bundle_sign", "bundle_verify", "receipt_sign", "receipt_check")
     )
+    if (load := measured_costs.get("other_cores")) is not None:
+        out += ["", f"Measured while other processes kept {load:.2f} of the cores busy."]
     out += [
         "",
         f"Ed25519 on both sides adds up to {per_delivery:,.0f} µs if every delivery were a bundle"

@@ -378,6 +378,7 @@ async def _all_acked(js: Any, consumers: list[str], events: int) -> bool:
 async def latency_at(config: Config, rate: int, seconds: float) -> dict[str, float]:
     """Publish-to-receipt latency at a fixed offered rate × 20 recipients (fsync always)."""
     recipients = county_recipients()
+    formed = _today()  # the events' day: a figure may run past midnight in Shanghai
     events = payloads(int(rate * seconds), recipients)
     sent: dict[str, float] = {}
     async with county_hub(config, True, recipients) as county:
@@ -392,7 +393,7 @@ async def latency_at(config: Config, rate: int, seconds: float) -> dict[str, flo
         await open_loop(rate, events, one)
         expected = len(events) * len(recipients)
         await until(lambda: _reached(county.ledger, expected), within=1800, every=0.2)
-        rows = await county.ledger.pairs(day_from=_today(), day_to=_today())
+        rows = await county.ledger.pairs(day_from=formed, day_to=_today())
     return lag_figures(
         [
             (r.acknowledged_at.timestamp() - sent[r.event_key]) * 1000
