@@ -130,6 +130,15 @@ class HubSettings(BaseSettings):
         default="127.0.0.1", description="the HTTP gateway (behind the county's HTTPS proxy)"
     )
     gateway_port: int = Field(default=8090, ge=0, le=65535, description="0: a free port")
+    gateway_tls_cert: Path | None = Field(
+        default=None, description="the gateway's HTTPS certificate (empty: plain HTTP)"
+    )
+    gateway_tls_key: Path | None = Field(default=None, description="its private key")
+    gateway_client_ca: Path | None = Field(
+        default=None,
+        description="mutual TLS: only clients with a certificate of this CA connect, and the "
+        "certificate's CN names the organisation (hub credentials client-cert)",
+    )
     at_risk_after: time = Field(
         default=time(20, 0),
         description="from this time of day (Asia/Shanghai) open events formed today are at risk",

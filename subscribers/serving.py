@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Generator
 from contextlib import contextmanager
 
@@ -36,9 +37,26 @@ def address(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-async def serve_asgi(app: ASGIApp, sock: socket.socket, stop: asyncio.Event) -> None:
-    """Serve ``app`` on a listening socket until ``stop`` is set (the socket is closed then)."""
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+async def serve_asgi(
+    app: ASGIApp,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    *,
+    tls: ssl.SSLContext | None = None,
+    protocol: type[asyncio.Protocol] | None = None,
+) -> None:
+    """Serve ``app`` on a listening socket until ``stop`` is set (the socket is closed then).
+
+    ``tls``: serve HTTPS with this context; ``protocol``: uvicorn's HTTP protocol class to use.
+    """
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        http=protocol or "auto",
+        ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
+    )
     server = _EmbeddedServer(config)
     try:
         async with asyncio.TaskGroup() as tasks:

@@ -23,7 +23,7 @@ from hub.identity import (
     with_hub_key,
 )
 from hub.identity.authority import write_secret
-from hub.identity.tls import ensure_tls
+from hub.identity.tls import ensure_tls, issue_client
 from hub.identity.updates import push_account
 from hub.natsd import trust_config
 from schemas.shanghai import local_text
@@ -146,6 +146,32 @@ def credentials_tls(
     typer.echo(f"服务器证书 {files.cert}，私钥 {files.key}（权限 0600）")
 
 
+def _need_nats_credentials(settings: HubSettings, org: str, why: str) -> None:
+    path = org_credentials_path(settings, org)
+    if not path.exists():
+        fail(
+            f"凭据库中没有 {org} 的 NATS 凭据（{path}）：{why}，请先 "
+            f"hub credentials issue {org} --out {path}"
+        )
+
+
+@credentials_app.command("client-cert")
+def credentials_client_cert(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(help="单位标识（登记簿中的 id）")],
+) -> None:
+    """A client certificate of the county's CA naming ORG, for the gateway's mutual TLS."""
+    settings = settings_of(ctx)
+    known_org(registry_of(settings), org)
+    _need_nats_credentials(settings, org, "网关以该单位的身份发布")
+    try:
+        files = issue_client(settings.credentials_store / "tls", org)
+    except FileNotFoundError as exc:
+        fail(f"{exc}：请先运行 hub credentials tls")
+    typer.echo(f"{org} 的客户端证书 {files.cert}，私钥 {files.key}（权限 0600）")
+    typer.echo(f"网关侧：HUB_GATEWAY_CLIENT_CA={files.ca}", err=True)
+
+
 @credentials_app.command("server-config")
 def credentials_server_config(
     ctx: typer.Context,
@@ -175,12 +201,7 @@ def credentials_token(
         count = gateway_tokens.revoke(settings.credentials_store, org)
         typer.echo(f"已撤销 {org} 的 {count} 个网关令牌")
         return
-    if not org_credentials_path(settings, org).exists():
-        fail(
-            f"凭据库中没有 {org} 的 NATS 凭据（{org_credentials_path(settings, org)}）："
-            f"网关以该单位的身份发布，请先 hub credentials issue {org} "
-            f"--out {org_credentials_path(settings, org)}"
-        )
+    _need_nats_credentials(settings, org, "网关以该单位的身份发布")
     typer.echo(gateway_tokens.issue(settings.credentials_store, org))
     typer.echo(f"（{org} 的网关令牌，只显示这一次：请求头 Authorization: Bearer <令牌>）", err=True)
 
@@ -202,11 +223,7 @@ def credentials_webhook(
         return
     if url is None or not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
         fail("--url 须为 https:// 地址（本机测试可用 http://127.0.0.1）")
-    if not org_credentials_path(settings, org).exists():
-        fail(
-            f"凭据库中没有 {org} 的 NATS 凭据：网关以该单位的身份读取投递，请先 "
-            f"hub credentials issue {org} --out {org_credentials_path(settings, org)}"
-        )
+    _need_nats_credentials(settings, org, "网关以该单位的身份读取投递")
     endpoint = webhooks.register(store, org, url)
     typer.echo(endpoint.secret)
     typer.echo(

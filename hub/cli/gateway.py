@@ -16,6 +16,7 @@ from hub.cli.root import app
 from hub.errors import ConfigError
 from hub.gateway import webhooks
 from hub.gateway.app import Sessions, gateway_app
+from hub.gateway.mtls import PeerCertProtocol, server_context
 from hub.gateway.tokens import Tokens
 from hub.identity.sessions import connect_as
 from subscribers.serving import address, listening, serve_asgi
@@ -45,6 +46,7 @@ def gateway(
         )
 
     async def work(stop: asyncio.Event) -> None:
+        tls = server_context(settings)
         try:
             sock = listening(chosen_host, chosen_port)
         except OSError as exc:
@@ -54,11 +56,13 @@ def gateway(
             ) from exc
         sessions = Sessions(settings, connect)
         page = gateway_app(settings, Tokens(settings.credentials_store), sessions)
-        typer.echo(f"HTTP 网关：{address(sock)}/v1/events（Ctrl-C 退出）")
+        url = address(sock) if tls is None else "https" + address(sock).removeprefix("http")
+        mutual = "，客户端须出示本县 CA 签发的证书" if settings.gateway_client_ca else ""
+        typer.echo(f"HTTP 网关：{url}/v1/events{mutual}（Ctrl-C 退出）")
         pushing = webhooks.endpoints(settings.credentials_store)
         try:
             async with httpx.AsyncClient() as client, asyncio.TaskGroup() as tasks:
-                tasks.create_task(serve_asgi(page, sock, stop))
+                tasks.create_task(serve_asgi(page, sock, stop, tls=tls, protocol=PeerCertProtocol))
                 for endpoint in pushing:
                     nc = await connect(endpoint.org)
                     pusher = webhooks.Pusher(

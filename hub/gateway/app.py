@@ -2,10 +2,12 @@
 
 ``POST /v1/events``: an organisation's system publishes over HTTP, answered as the hub answers.
 
-Every request carries the organisation's bearer token (``hub credentials token ORG``); the gateway
-publishes with that organisation's own NATS credentials, so the server's permissions apply as to
-any of its systems: the gateway is a client, never a way around them. An event naming another
-organisation as its source is refused before it reaches the hub.
+Every request carries the organisation's bearer token (``hub credentials token ORG``), or, with
+mutual TLS, comes over a connection whose client certificate names it (``hub.gateway.mtls``; a token
+sent as well must be the same organisation's); the gateway publishes with that organisation's own
+NATS credentials, so the server's permissions apply as to any of its systems: the gateway is a
+client, never a way around them. An event naming another organisation as its source is refused
+before it reaches the hub.
 
 Answers: 201 accepted (with the stored sequence), 422 rejected (every field error, in Chinese and
 English, the message kept in quarantine), 503 unavailable (``Retry-After``); a batch answers 200
@@ -31,8 +33,10 @@ from starlette.routing import Route
 
 from hub.config import HubSettings
 from hub.gateway.binding import MAX_BATCH, BindingError, events_of
+from hub.gateway.mtls import certificate_org
 from hub.gateway.pull import MAX_BUNDLES, MAX_WAIT_S, Pulling
 from hub.gateway.tokens import Tokens
+from hub.identity import org_credentials_path
 from subscribers.errors import EventRejected, HubUnavailable
 from subscribers.publisher import Publisher
 
@@ -134,9 +138,9 @@ def gateway_app(settings: HubSettings, tokens: Tokens, sessions: Sessions) -> St
         return 201, accepted.model_dump(mode="json"), {}
 
     async def events(request: Request) -> Response:
-        org = _bearer(request, tokens)
-        if org is None:
-            return _unauthorized()
+        org = _caller(request, tokens, settings)
+        if isinstance(org, Response):
+            return org
         content_type = request.headers.get("content-type", "")
         limit = batch_limit if "batch" in content_type else single_limit
         declared = request.headers.get("content-length")
@@ -161,9 +165,9 @@ def gateway_app(settings: HubSettings, tokens: Tokens, sessions: Sessions) -> St
         return _answer(200, {"results": results})
 
     async def deliveries(request: Request) -> Response:
-        org = _bearer(request, tokens)
-        if org is None:
-            return _unauthorized()
+        org = _caller(request, tokens, settings)
+        if isinstance(org, Response):
+            return org
         try:
             wait_s = min(float(request.query_params.get("wait", "20")), MAX_WAIT_S)
             most = min(int(request.query_params.get("max", "10")), MAX_BUNDLES)
@@ -183,9 +187,9 @@ def gateway_app(settings: HubSettings, tokens: Tokens, sessions: Sessions) -> St
         return _answer(200, {"deliveries": fetched})
 
     async def receipts(request: Request) -> Response:
-        org = _bearer(request, tokens)
-        if org is None:
-            return _unauthorized()
+        org = _caller(request, tokens, settings)
+        if isinstance(org, Response):
+            return org
         try:
             posted = orjson.loads(await request.body())
             delivery_id = str(posted["delivery_id"])
@@ -220,11 +224,29 @@ def gateway_app(settings: HubSettings, tokens: Tokens, sessions: Sessions) -> St
     )
 
 
-def _bearer(request: Request, tokens: Tokens) -> str | None:
+def _caller(request: Request, tokens: Tokens, settings: HubSettings) -> str | Response:
+    """The organisation a request acts as, or the refusal to answer."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return tokens.org_of(token.strip())
+    bearer = token.strip() if scheme.lower() == "bearer" else ""
+    by_token = tokens.org_of(bearer) if bearer else None
+    by_certificate = certificate_org(request.scope)
+    if by_certificate is None:
+        return by_token if by_token is not None else _unauthorized()
+    if not org_credentials_path(settings, by_certificate).exists():
+        return _refused(
+            403,
+            f"客户端证书所载的 {by_certificate} 不是网关凭据库中有 NATS 凭据的单位",
+            f"the client certificate names {by_certificate}, which has no NATS credentials in"
+            " the gateway's store",
+        )
+    if by_token is not None and by_token != by_certificate:
+        return _refused(
+            403,
+            f"令牌属于 {by_token}，客户端证书属于 {by_certificate}：两者须为同一单位",
+            f"the token is {by_token}'s and the client certificate {by_certificate}'s:"
+            " they must be the same organisation's",
+        )
+    return by_certificate
 
 
 def _unauthorized() -> JSONResponse:

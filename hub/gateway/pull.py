@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 30.0
 MAX_BUNDLES = 100
+NO_WAIT_S = 0.05
 
 
 class ReportedFailure(Exception):
@@ -50,7 +51,8 @@ class Pulling:
             if self._sub is None:
                 self._sub = await self.recipient.prepare()
             try:
-                msgs = await self._sub.fetch(most, timeout=wait_s)
+                # wait=0 asks what is there now: nats-py needs a positive timeout for that
+                msgs = await self._sub.fetch(most, timeout=max(wait_s, NO_WAIT_S))
             except TimeoutError:
                 return []
         shown = []

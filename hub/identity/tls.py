@@ -95,35 +95,63 @@ def create_ca(directory: Path, name: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def issue_server(directory: Path, ca_cert: Path, ca_key: Path, hosts: list[str]) -> TlsFiles:
-    """A server certificate of the CA for ``hosts`` (names or addresses), for clients and routes."""
+def _issue(
+    ca_cert: Path,
+    ca_key: Path,
+    subject: str,
+    usages: list[x509.ObjectIdentifier],
+    san: x509.SubjectAlternativeName | None,
+) -> tuple[str, str]:
+    """A certificate of the CA (PEM certificate, PEM key)."""
     authority = x509.load_pem_x509_certificate(ca_cert.read_bytes())
     signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
     if not isinstance(signer, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{ca_key} is not an EC key")
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(hosts[0]))
+        .subject_name(_name(subject))
         .issuer_name(authority.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=365 * SERVER_YEARS))
-        .add_extension(_san(hosts), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(signer, hashes.SHA256())
     )
+    if san is not None:
+        builder = builder.add_extension(san, critical=False)
+    cert = builder.sign(signer, hashes.SHA256())
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), _pem_key(key)
+
+
+def _write(cert_path: Path, key_path: Path, pem: tuple[str, str]) -> None:
+    write_secret(key_path, pem[1])
+    cert_path.write_text(pem[0], encoding="utf-8")
+
+
+def issue_server(directory: Path, ca_cert: Path, ca_key: Path, hosts: list[str]) -> TlsFiles:
+    """A server certificate of the CA for ``hosts`` (names or addresses), for clients and routes."""
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     cert_path, key_path = directory / "server.pem", directory / "server-key.pem"
-    write_secret(key_path, _pem_key(key))
-    cert_path.write_text(cert.public_bytes(serialization.Encoding.PEM).decode(), encoding="utf-8")
+    _write(cert_path, key_path, _issue(ca_cert, ca_key, hosts[0], usages, _san(hosts)))
+    return TlsFiles(ca=ca_cert, cert=cert_path, key=key_path)
+
+
+def issue_client(directory: Path, org: str) -> TlsFiles:
+    """A client certificate of the county's CA (in ``directory``) naming ``org`` (its CN).
+
+    The HTTP gateway's mutual TLS takes the organisation from it.
+    """
+    ca_cert, ca_key = directory / "ca.pem", directory / "ca-key.pem"
+    if not ca_key.exists():
+        raise FileNotFoundError(f"{ca_key}: the county's CA is made by hub credentials tls")
+    clients = directory / "clients"
+    clients.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert_path, key_path = clients / f"{org}.pem", clients / f"{org}-key.pem"
+    pem = _issue(ca_cert, ca_key, org, [ExtendedKeyUsageOID.CLIENT_AUTH], None)
+    _write(cert_path, key_path, pem)
     return TlsFiles(ca=ca_cert, cert=cert_path, key=key_path)
 
 
