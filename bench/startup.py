@@ -233,6 +233,7 @@ def render(results: dict[str, Any]) -> str:
     keys = [k for k in results if ", " in k and k.split(", ")[0].isdigit()]
     for key in sorted(keys, key=lambda k: (int(k.split(", ")[0]), k.split(", ")[1] == THIS)):
         scale, label = key.split(", ", 1)
+        label = results["machine"]["code"] if label == THIS else f"{label} (before)"
         figure = results[key]
         out.append(
             f"| {int(scale):,} | {label} | {cell(figure, 'fresh_startup_s')}"
