@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib import resources
@@ -148,25 +149,42 @@ async def test_a_pause_left_by_a_start_that_did_not_catch_up_is_lifted_by_the_ne
     assert not await fanout_paused(admin, settings)
 
 
-async def test_events_accepted_before_the_consumers_exist_are_delivered_once_they_do(
+async def test_events_accepted_before_the_consumers_exist_wait_and_are_delivered_after(
     settings: HubSettings, registry: Registry, orgs: Orgs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(hub.provisioning, "WAIT_FOR", 10)
-    async with hub_running(settings, registry) as running:
-        publisher = await orgs.publisher("renqiu-scjg")
-        event = sample_event("other", "renqiu-scjg", datetime.now(UTC), recipients=(READ,))
-        await publisher.publish(event)
+    written = asyncio.Event()
+    catch_up = Provisioner.catch_up
 
-        async def waiting() -> bool:
+    async def held(self: Provisioner, stop: asyncio.Event | None = None) -> None:
+        await written.wait()
+        await catch_up(self, stop)
+
+    monkeypatch.setattr(Provisioner, "catch_up", held)
+    async with hub_running(settings, registry) as running:
+        js, wire = running.js, settings.wire
+        try:
+            publisher = await orgs.publisher("renqiu-scjg")
+            event = sample_event("other", "renqiu-scjg", datetime.now(UTC), recipients=(READ,))
+            await publisher.publish(event)  # accepted while no organisation has a consumer
+
+            async def held_at_fanout() -> bool:
+                info = await js.consumer_info(wire.events_stream, wire.fanout_consumer)
+                return bool(info.paused and info.num_pending == 1)
+
+            await eventually(held_at_fanout)
+            assert (await js.stream_info(wire.deliveries_stream)).state.messages == 0
+        finally:
+            written.set()
+
+        async def delivered() -> bool:
             try:
-                info = await running.js.consumer_info(
-                    settings.wire.deliveries_stream, settings.wire.delivery_consumer(READ)
-                )
+                info = await js.consumer_info(wire.deliveries_stream, wire.delivery_consumer(READ))
             except nats.js.errors.NotFoundError:
                 return False
             return bool(info.num_pending == 1)
 
-        await eventually(waiting, within=30)
+        await eventually(delivered, within=30)
     assert running.config_state.trouble is None
 
 
