@@ -51,6 +51,7 @@ class FanOut:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver accepted events until ``stop`` is set."""
+        await self._after_previous_writer(stop)
         sub = await self.js.pull_subscribe_bind(
             durable=self.wire.fanout_consumer, stream=self.wire.events_stream
         )
@@ -63,6 +64,27 @@ class FanOut:
                     log.warning("fanout.batch_interrupted", extra={"error": repr(exc)})
         finally:
             await sub.unsubscribe()
+
+    async def _after_previous_writer(self, stop: asyncio.Event) -> None:
+        """Let a previous fan-out's unacknowledged events come back before any newer one.
+
+        A fan-out that died mid-batch (this process before a crash, or another hub process)
+        leaves events delivered to it and unacknowledged; they come back ``ack_wait`` after that,
+        and JetStream hands out redeliveries before new events. Fetching at once would write
+        newer events first, out of acceptance order.
+        """
+        info = await self.js.consumer_info(self.wire.events_stream, self.wire.fanout_consumer)
+        if not info.num_ack_pending:
+            return
+        wait_s = info.config.ack_wait or 0.0
+        log.warning(
+            "fanout.waiting_for_previous", extra={"pending": info.num_ack_pending, "wait_s": wait_s}
+        )
+        try:
+            async with asyncio.timeout(wait_s):
+                await stop.wait()
+        except TimeoutError:
+            pass
 
     async def deliver(self, msgs: list[Msg]) -> None:
         """Write the bundles of a batch of events, then acknowledge the batch (or retry it)."""

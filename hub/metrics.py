@@ -135,6 +135,12 @@ class HubMetrics:
             "deep check (-1: not checked yet)",
             registry=self.registry,
         )
+        self.roles = Gauge(
+            "hub_role",
+            "1 while this hub process plays the role (fan-out, overdue watch, ledger check)",
+            ["role"],
+            registry=self.registry,
+        )
         self.bundles_refused = Gauge(
             "hub_bundles_refused",
             "Delivery bundles a recipient's SDK refused since the hub started "
@@ -144,6 +150,10 @@ class HubMetrics:
         )
         self._lag = _LagHistogram()
         self.registry.register(self._lag)
+
+    def role_seen(self, role: str, playing: bool) -> None:
+        """This process started or stopped playing ``role``."""
+        self.roles.labels(role).set(1 if playing else 0)
 
     def count_throttled(self, publisher: str) -> None:
         """One more message turned away by the publisher's rate limit."""

@@ -42,6 +42,7 @@ from hub.reconcile import StoreCheck, StoreChecker
 from hub.registry import Registry
 from hub.rejections import Rejections
 from hub.rejections import follow as follow_rejections
+from hub.roles import Play, Roles, roles_bucket
 from hub.streams import JetStreamStore
 from hub.timeliness import Clock
 from hub.web import WebState, web_app
@@ -142,6 +143,7 @@ class Hub:
     config_state: ConfigState
     audit: AuditWatch
     checkpointer: Checkpointer
+    roles: Roles
 
 
 @asynccontextmanager
@@ -222,18 +224,25 @@ async def running_hub(
         except OSError as exc:
             where = f"{settings.web_host}:{settings.web_port}"
             raise ConfigError("HUB_WEB_PORT", f"cannot listen on {where}: {exc.strerror}") from exc
+        # one process at a time: fan-out (each recipient's order), the overdue watch, the deep
+        # check; every process: ingest, the projection (idempotent), the rest (see hub.roles)
+        plays: dict[str, Play] = {"fanout": FanOut(js, settings, trust).run}
+        if settings.project_ledger:
+            plays["overdue"] = OverdueWatch(desk, ledger, clock, settings.case_watch_s).run
+            deep = functools.partial(
+                deep_check, js, settings.wire, ledger, trust, receipt_time=receipt_time
+            )
+            plays["ledger-check"] = functools.partial(
+                audit.run_ledger, deep=deep, every_s=settings.deep_check_s
+            )
+        kv = await roles_bucket(js, settings.wire, settings.replicas, admin)
+        roles = Roles(kv, plays, seen=metrics.role_seen)
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(FanOut(js, settings, trust).run(stop))
             if settings.project_ledger:
                 projector = Projector(js, settings, ledger, trust, receipt_time=receipt_time)
                 tasks.create_task(projector.run(stop))
-                watch = OverdueWatch(desk, ledger, clock, settings.case_watch_s)
-                tasks.create_task(watch.run(stop))
-                deep = functools.partial(
-                    deep_check, js, settings.wire, ledger, trust, receipt_time=receipt_time
-                )
-                tasks.create_task(audit.run_ledger(stop, deep, settings.deep_check_s))
+            tasks.create_task(roles.run(stop))
             tasks.create_task(DeadLetters(js, settings, trust).run(stop))
             tasks.create_task(provisioner.run(stop))
             tasks.create_task(checkpointer.run(stop))
@@ -262,6 +271,7 @@ async def running_hub(
                     provisioner.state,
                     audit,
                     checkpointer,
+                    roles,
                 )
             finally:
                 stop.set()  # every loop finishes its batch; the task group waits for them

@@ -172,6 +172,11 @@ class Wire:
         return f"{self._prefix}_GRANTS"
 
     @property
+    def roles_bucket(self) -> str:
+        """The key-value bucket of which hub process holds which role (leases that expire)."""
+        return f"{self._prefix}_ROLES"
+
+    @property
     def store_streams(self) -> tuple[str, ...]:
         """The streams behind the attachment store and its grants."""
         return (f"OBJ_{self.attachments_bucket}", f"KV_{self.grants_bucket}")

@@ -7,10 +7,12 @@ prints the seed of its random crash point.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +39,7 @@ from hub.service import Hub, running_hub
 from hub.timeliness import shanghai_day
 from schemas.delivery import DeliveryBundle
 from schemas.envelope import DELIVERED, Event
+from schemas.wire import Wire
 from subscribers.recipient import Delivery
 from tests.conftest import (
     JETSTREAM_BYTES,
@@ -181,35 +184,43 @@ class HubProcess:
 
 
 @asynccontextmanager
-async def hub_process(server: NatsServer, tmp_path: Path) -> AsyncIterator[HubProcess]:
-    hub = HubProcess(server, tmp_path)
-    await hub.start()
+async def hub_processes(
+    server: NatsServer, tmp_path: Path, count: int
+) -> AsyncIterator[list[HubProcess]]:
+    hubs = [HubProcess(server, tmp_path) for _ in range(count)]
+    for hub in hubs:
+        await hub.start()
     try:
-        yield hub
+        yield hubs
     finally:
-        await hub.stop()
+        for hub in hubs:
+            await hub.stop()
+
+
+Crash = Callable[[NatsServer, list[HubProcess], JetStreamContext, Wire], Awaitable[None]]
+"""Strikes once: the server, the hub processes, ops' view of the streams, the subjects."""
 
 
 async def crash_scenario(
-    tmp_path: Path,
-    authority_dir: Path,
-    registry: Registry,
-    crash: Callable[[NatsServer, HubProcess], Awaitable[None]],
+    tmp_path: Path, authority_dir: Path, registry: Registry, crash: Crash, *, hubs: int = 1
 ) -> None:
-    """10,000 events to 20 recipients; ``crash`` strikes once at a random point."""
+    """10,000 events to 20 recipients from ``hubs`` hub processes; ``crash`` strikes once."""
     crash_at = random.Random(run_seed()).randint(EVENTS // 10, EVENTS * 9 // 10)
     print(f"the crash strikes after {crash_at} accepted events")
     recipients = twenty_recipients(registry)
     tally = Tally()
     crashed = asyncio.Event()
+    answered: list[float] = []  # when each acceptance came back (monotonic)
     async with own_server(tmp_path, authority_dir) as server:
         settings = fault_settings(server, tmp_path, authority_dir)
-        async with hub_process(server, tmp_path) as hub, acting_as(settings) as orgs:
+        async with hub_processes(server, tmp_path, hubs) as running, acting_as(settings) as orgs:
 
             async def maybe_crash(accepted: int) -> None:
+                answered.append(time.monotonic())
                 if accepted >= crash_at and not crashed.is_set():
                     crashed.set()
-                    await crash(server, hub)
+                    answered.append(-time.monotonic())  # the crash, marked
+                    await crash(server, running, ops, settings.wire)
 
             ops = (await orgs.nc(OPS)).jetstream()
             await eventually(lambda: _hub_is_up(ops, settings, recipients), within=30)
@@ -232,6 +243,14 @@ async def crash_scenario(
                 await rebuild(ops, settings.wire, rebuilt, RecordTrust.load(settings))
                 replayed = await rebuilt.dump()
     assert crashed.is_set()
+    mark = next(i for i, t in enumerate(answered) if t < 0)
+    after = [-answered[mark], *answered[mark + 1 :]]
+    gaps = sorted(((b - a, a - after[0]) for a, b in itertools.pairwise(after)), reverse=True)
+    longest = gaps[0][0] if gaps else 0.0
+    print(
+        f"after the crash, publishers waited at most {longest:.2f} s between answers; longest: "
+        + ", ".join(f"{gap:.2f} s at +{at:.1f} s" for gap, at in gaps[:3])
+    )
     assert len(keys) == EVENTS
     assert set(tally.seen) == pairs  # 0 lost
     assert max(tally.seen.values()) == 1  # redeliveries absorbed: each handled once
@@ -242,7 +261,7 @@ async def crash_scenario(
 async def test_killing_the_broker_mid_stream_loses_no_accepted_event(
     tmp_path: Path, authority_dir: Path, registry: Registry
 ) -> None:
-    async def kill_broker(server: NatsServer, hub: HubProcess) -> None:
+    async def kill_broker(server: NatsServer, *_: object) -> None:
         await server.kill()  # kill -9
         await asyncio.sleep(0.5)
         await server.start()  # same port, same store
@@ -253,11 +272,28 @@ async def test_killing_the_broker_mid_stream_loses_no_accepted_event(
 async def test_killing_the_hub_process_mid_stream_loses_no_accepted_event(
     tmp_path: Path, authority_dir: Path, registry: Registry
 ) -> None:
-    async def kill_hub(server: NatsServer, hub: HubProcess) -> None:
-        await hub.kill()  # kill -9
-        await hub.start()
+    async def kill_hub(server: NatsServer, hubs: list[HubProcess], *_: object) -> None:
+        await hubs[0].kill()  # kill -9
+        await hubs[0].start()
 
     await crash_scenario(tmp_path, authority_dir, registry, kill_hub)
+
+
+async def test_killing_the_fan_out_of_two_hub_processes_loses_nothing_and_the_other_serves(
+    tmp_path: Path, authority_dir: Path, registry: Registry
+) -> None:
+    """Two ``hub serve``; the one playing fan-out is killed and not restarted."""
+
+    async def kill_the_fan_out(
+        server: NatsServer, hubs: list[HubProcess], ops: JetStreamContext, wire: Wire
+    ) -> None:
+        roles = await ops.key_value(wire.roles_bucket)
+        holder = (await roles.get("fanout")).value or b""
+        pid = int(holder.decode().rpartition(":")[2])
+        (playing,) = [h for h in hubs if h.process is not None and h.process.pid == pid]
+        await playing.kill()  # kill -9; the other takes the role over
+
+    await crash_scenario(tmp_path, authority_dir, registry, kill_the_fan_out, hubs=2)
 
 
 def ledger_differences(

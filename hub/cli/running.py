@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -27,6 +29,7 @@ from hub.reports import daily_report
 from hub.service import Hub, running_hub, serve
 from hub.store_key import store_key
 from hub.timeliness import shanghai_day
+from hub.workers import run_workers
 from subscribers.dashboard import dashboard_app
 from subscribers.inbox import Inbox
 from subscribers.serving import address, listening, serve_asgi
@@ -42,6 +45,7 @@ def up(
     cluster: Annotated[
         int, typer.Option(help="启动 N 个节点的本地 NATS 集群（流复制 N 份），0 为单节点")
     ] = 0,
+    hubs: Annotated[int, typer.Option(min=1, help="枢纽进程数（分担接收与投递，互为备份）")] = 2,
 ) -> None:
     """Start an embedded nats-server (or a local cluster), the hub and the live demo county."""
     settings = settings_of(ctx)
@@ -92,9 +96,9 @@ def up(
             )
             running.url_file.write_text(server.url, encoding="utf-8")
             try:
-                async with running_hub(running, registry) as hub:
+                async with running_hub(running, registry) as hub, _more_hubs(running, hubs - 1):
                     where = f"{cluster} 节点集群，流复制 {cluster} 份" if cluster else "单节点"
-                    typer.echo(f"枢纽已启动：{server.url}（{where}）")
+                    typer.echo(f"枢纽已启动：{server.url}（{where}，{hubs} 个枢纽进程）")
                     typer.echo(f"数据目录 {settings.data_dir}（日志 hub.log）")
                     typer.echo(f"运维监控：{hub.web_url}/ops（指标 /metrics，接口文档 /asyncapi）")
                     typer.echo(
@@ -109,6 +113,31 @@ def up(
                 running.url_file.unlink(missing_ok=True)
 
     run(work)
+
+
+@asynccontextmanager
+async def _more_hubs(running: HubSettings, count: int) -> AsyncIterator[None]:
+    """``count`` more ``hub serve`` on the embedded server while the body runs.
+
+    Their logs go to the data directory (``hub-<i>.log``); their ops pages take free ports (the
+    next ones are the township dashboard's and the gateway's).
+    """
+    overrides = {
+        "HUB_NATS_URL": running.nats_url or "",
+        "HUB_REPLICAS": str(running.replicas),
+        "HUB_WEB_PORT": "0",
+    }
+    if running.tls_ca is not None:
+        overrides["HUB_TLS_CA"] = str(running.tls_ca)
+    stop = asyncio.Event()
+    workers = asyncio.create_task(
+        run_workers(running, count, stop, log_dir=running.data_dir, **overrides)
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await workers
 
 
 async def _demo(
@@ -165,11 +194,23 @@ def server_tls(settings: HubSettings) -> TlsFiles | None:
 
 
 @app.command("serve")
-def serve_command(ctx: typer.Context) -> None:
+def serve_command(
+    ctx: typer.Context,
+    workers: Annotated[
+        int, typer.Option(min=1, help="本机的枢纽进程数（第 i 个的运维页端口 HUB_WEB_PORT+i）")
+    ] = 1,
+) -> None:
     """Run the hub against HUB_NATS_URL until SIGINT or SIGTERM."""
     settings = settings_of(ctx)
     registry = registry_of(settings)
     log.configure(settings.log_level, stream=sys.stderr)
     if not settings.nats_url:
         fail("hub serve 需要 HUB_NATS_URL（或用 hub up 启动内置 NATS）")
-    run(lambda stop: serve(settings, registry, stop))
+
+    async def work(stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(serve(settings, registry, stop))
+            if workers > 1:
+                tasks.create_task(run_workers(settings, workers - 1, stop))
+
+    run(work)

@@ -71,6 +71,12 @@ def for_org(wire: Wire, org: str) -> Permissions:
 def _reading(wire: Wire) -> list[str]:
     """Reading every stream of the hub: info, single messages, ephemeral (ordered) consumers."""
     subjects = [f"{API}.INFO", f"{API}.STREAM.NAMES"]  # names: looking a stream up by subject
+    roles = f"KV_{wire.roles_bucket}"  # which hub process plays which role
+    subjects += [
+        f"{API}.STREAM.INFO.{roles}",
+        f"{API}.STREAM.MSG.GET.{roles}",
+        f"{API}.DIRECT.GET.{roles}.>",
+    ]
     for stream in (*wire.streams, *wire.store_streams):
         subjects += [
             f"{API}.STREAM.INFO.{stream}",
@@ -103,6 +109,7 @@ def for_hub(wire: Wire, name: str = "hub") -> Permissions:
             f"{root}.audit.>",  # signed checkpoints
             f"$O.{wire.attachments_bucket}.>",  # case attachments
             f"$KV.{wire.grants_bucket}.>",  # who may use them
+            f"$KV.{wire.roles_bucket}.>",  # the roles' leases
             *_reading(wire),
             *(f"{API}.CONSUMER.MSG.NEXT.{s}.{c}" for s, c in own),
             *(f"$JS.ACK.{s}.{c}.>" for s, c in own),

@@ -1,0 +1,211 @@
+"""Roles one hub process plays at a time, held through expiring leases in a NATS KV bucket.
+
+Several ``hub serve`` processes share the work: ingest is a queue group and the ledger projection
+one durable consumer whose writes are idempotent, so every process takes part in both. Fan-out
+must have a single writer, or a recipient's bundles would interleave out of acceptance order; the
+overdue watch and the deep ledger check need no twin. Each such role is a key of the bucket: the
+process that creates the key plays the role and renews the key every ``RENEW_S``; the bucket's
+TTL removes a key nobody renewed, so the role of a process that died is free ``LEASE_S`` after its
+last renewal, and another process takes it. A process that cannot renew stops playing before its
+lease can have expired, so two never play one role at once; one that stops gracefully deletes
+its keys, and the others take over at once.
+
+A process already playing roles waits a little longer before claiming a free one, so two
+processes started together split the roles between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig
+from nats.js.kv import KeyValue
+
+from hub.errors import HubNotFound
+from schemas.wire import Wire
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 3.0  # a dead holder's role is free this long after its last renewal
+RENEW_S = 0.5
+SAFE_S = LEASE_S * 0.6  # unrenewed this long: stop playing before the lease can expire
+
+Play = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+"""A role's work: runs until the event is set, then finishes what it holds and returns."""
+Seen = Callable[[str, bool], None]
+"""Told when this process starts (True) or stops (False) playing a role."""
+
+
+def holder_name() -> str:
+    """This process, as the leases name it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def roles_bucket(
+    js: JetStreamContext, wire: Wire, replicas: int, admin: JetStreamContext | None
+) -> KeyValue:
+    """The bucket of the leases (created with the admin identity when missing)."""
+    try:
+        return await js.key_value(wire.roles_bucket)
+    except nats.js.errors.BucketNotFoundError:
+        if admin is None:
+            raise HubNotFound("角色租约桶（需用管理身份创建）", wire.roles_bucket) from None
+    await admin.create_key_value(
+        KeyValueConfig(
+            bucket=wire.roles_bucket,
+            description="枢纽各进程承担的角色（到期即释放的租约）",
+            history=1,
+            ttl=LEASE_S,
+            replicas=replicas,
+        )
+    )
+    return await js.key_value(wire.roles_bucket)
+
+
+@dataclass
+class _Playing:
+    revision: int
+    renewed: float
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+class Roles:
+    """Claims, renews and releases this process's roles, and runs their work while held."""
+
+    def __init__(
+        self,
+        kv: KeyValue,
+        plays: dict[str, Play],
+        *,
+        holder: str | None = None,
+        seen: Seen | None = None,
+    ) -> None:
+        self.kv, self.plays = kv, plays
+        self.holder = holder or holder_name()
+        self.seen = seen
+        self.playing: dict[str, _Playing] = {}
+        self._free_since: dict[str, float] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Hold what can be held until ``stop``; then finish each role's work and release it.
+
+        Raises whatever a role's work raised (the hub stops, as it would without leases).
+        """
+        order = list(self.plays)
+        random.shuffle(order)  # processes started together try the roles in different orders
+        try:
+            while not stop.is_set():
+                await self._renew()
+                await self._claim(order)
+                try:
+                    async with asyncio.timeout(RENEW_S):
+                        await stop.wait()
+                except TimeoutError:
+                    continue
+        finally:
+            for role in list(self.playing):
+                if failure := await self._stop_playing(role, release=True):
+                    log.error("role.failed", extra={"role": role}, exc_info=failure)
+
+    async def _renew(self) -> None:
+        for role, playing in list(self.playing.items()):
+            if playing.task.done():  # its work ended by itself: free the role for any process
+                if failure := await self._stop_playing(role, release=True):
+                    raise failure  # the hub stops, as it would without leases
+                continue
+            try:
+                playing.revision = await self.kv.update(
+                    role, self.holder.encode(), last=playing.revision
+                )
+                playing.renewed = time.monotonic()
+            except nats.js.errors.KeyWrongLastSequenceError:
+                if revision := await self._still_ours(role):  # an update whose answer was lost
+                    playing.revision, playing.renewed = revision, time.monotonic()
+                    continue
+                log.error("role.lost", extra={"role": role, "holder": self.holder})
+                if failure := await self._stop_playing(role, release=False):
+                    log.error("role.failed", extra={"role": role}, exc_info=failure)
+            except (nats.errors.Error, TimeoutError) as exc:
+                if time.monotonic() - playing.renewed > SAFE_S:
+                    log.warning("role.unrenewable", extra={"role": role, "error": repr(exc)})
+                    if failure := await self._stop_playing(role, release=False):
+                        log.error("role.failed", extra={"role": role}, exc_info=failure)
+
+    async def _still_ours(self, role: str) -> int | None:
+        """The key's revision if it still names this process (a renewal applied, unanswered)."""
+        try:
+            entry = await self.kv.get(role)
+        except (nats.errors.Error, TimeoutError):  # KeyNotFoundError among them
+            return None
+        return entry.revision if entry.value == self.holder.encode() else None
+
+    async def _claim(self, order: list[str]) -> None:
+        for role in order:
+            if role in self.playing:
+                continue
+            if not await self._patient_enough(role):
+                continue
+            try:
+                revision = await self.kv.create(role, self.holder.encode())
+            except nats.js.errors.KeyWrongLastSequenceError:
+                self._free_since.pop(role, None)  # another process took it
+                continue
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("role.claim_failed", extra={"role": role, "error": repr(exc)})
+                continue
+            self._start_playing(role, revision)
+
+    async def _patient_enough(self, role: str) -> bool:
+        """Claim at once when playing nothing; else only a role left free for a while."""
+        if not self.playing:
+            return True
+        try:
+            await self.kv.get(role)
+            self._free_since.pop(role, None)
+            return False
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            now = time.monotonic()
+            since = self._free_since.setdefault(role, now)
+            return now - since >= RENEW_S * (1 + 2 * len(self.playing))
+        except (nats.errors.Error, TimeoutError):
+            return False
+
+    def _start_playing(self, role: str, revision: int) -> None:
+        self._free_since.pop(role, None)
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.plays[role](stop), name=f"role-{role}")
+        self.playing[role] = _Playing(revision, time.monotonic(), stop, task)
+        log.info("role.playing", extra={"role": role, "holder": self.holder})
+        if self.seen is not None:
+            self.seen(role, True)
+
+    async def _stop_playing(self, role: str, *, release: bool) -> Exception | None:
+        """Stop the role's work (it finishes what it holds); what it failed with, if it did."""
+        playing = self.playing.pop(role)
+        playing.stop.set()
+        failure = None
+        try:
+            await playing.task
+        except Exception as exc:
+            failure = exc
+        if self.seen is not None:
+            self.seen(role, False)
+        log.info("role.stopped", extra={"role": role, "holder": self.holder})
+        if release:
+            try:
+                await self.kv.delete(role, last=playing.revision)
+            except (nats.errors.Error, TimeoutError) as exc:  # it expires by itself
+                log.warning("role.release_failed", extra={"role": role, "error": repr(exc)})
+        return failure
