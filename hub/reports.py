@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from hub.cases.scores import CaseRow, case_rows
-from hub.ledger import DeliveryRow, Ledger
+from hub.ledger import DeliveryRow, Ledger, PairFigures
 from hub.registry import Registry
 from hub.timeliness import Cause, Judgement, Verdict, judge, shanghai_day
 
@@ -74,26 +74,32 @@ def judged(rows: Iterable[DeliveryRow], now: datetime) -> list[Judged]:
     return found
 
 
-def tally(pairs: Sequence[Judged]) -> Tally:
-    """Sum up a group of judged pairs."""
-    lags = sorted(lag for p in pairs if (lag := p.lag_s) is not None)
-    causes = [p.judgement.cause for p in pairs if p.judgement.counts_late]
+def tally(figures: PairFigures | None) -> Tally:
+    """The figures of a group as the ledger summed them (``None``: an empty group)."""
+    if figures is None:
+        return EMPTY
     return Tally(
-        events=len({p.row.event_key for p in pairs}),
-        deliveries=len(pairs),
-        acknowledged=sum(p.row.acknowledged_at is not None for p in pairs),
-        on_time=sum(p.judgement.verdict is Verdict.ON_TIME for p in pairs),
-        late=len(causes),
-        pending=sum(
-            p.row.acknowledged_at is None and p.row.state != "dead_lettered" for p in pairs
-        ),
-        dead_lettered=sum(p.row.state == "dead_lettered" for p in pairs),
-        late_publisher=causes.count("publisher"),
-        late_delivery=causes.count("delivery"),
-        lag_p50_s=nearest_rank(lags, 50),
-        lag_p95_s=nearest_rank(lags, 95),
-        lag_max_s=lags[-1] if lags else None,
+        events=figures.events,
+        deliveries=figures.deliveries,
+        acknowledged=figures.acknowledged,
+        on_time=figures.on_time,
+        late=figures.late,
+        pending=figures.pending,
+        dead_lettered=figures.dead_lettered,
+        late_publisher=figures.late_publisher,
+        late_delivery=figures.late_delivery,
+        lag_p50_s=_seconds(nearest_rank(figures.lags_us, 50)),
+        lag_p95_s=_seconds(nearest_rank(figures.lags_us, 95)),
+        lag_max_s=_seconds(figures.lags_us[-1] if figures.lags_us else None),
     )
+
+
+EMPTY = Tally(0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None)
+
+
+def _seconds(microseconds: float | None) -> float | None:
+    """Whole microseconds as ``timedelta.total_seconds`` gives them."""
+    return None if microseconds is None else microseconds / 1_000_000
 
 
 def nearest_rank(ordered: Sequence[float], percent: float) -> float | None:
@@ -113,22 +119,25 @@ class Line:
     tally: Tally
 
 
-def lines(
-    pairs: Sequence[Judged], org_of: Callable[[DeliveryRow], str], registry: Registry
-) -> list[Line]:
+def lines(figures: Iterable[PairFigures], registry: Registry) -> list[Line]:
     """Per organisation and category, then the organisation's total, in registry order."""
-    grouped: dict[str, dict[str, list[Judged]]] = defaultdict(lambda: defaultdict(list))
-    for p in pairs:
-        grouped[org_of(p.row)][p.row.category or "?"].append(p)
+    by_category: dict[str, dict[str, PairFigures]] = defaultdict(dict)
+    totals: dict[str, PairFigures] = {}
+    for f in figures:
+        if f.org is None:
+            continue
+        if f.category is None:
+            totals[f.org] = f
+        else:
+            by_category[f.org][f.category] = f
     order = {o.id: i for i, o in enumerate(registry.organisations)}
     found = []
-    for org in sorted(grouped, key=lambda o: (order.get(o, len(order)), o)):
-        by_category = grouped[org]
-        for category in sorted(by_category):
-            found.append(Line(org, registry.name(org), category, tally(by_category[category])))
-        if len(by_category) > 1:
-            everything = [p for group in by_category.values() for p in group]
-            found.append(Line(org, registry.name(org), None, tally(everything)))
+    for org in sorted(by_category, key=lambda o: (order.get(o, len(order)), o)):
+        name = registry.name(org)
+        groups = by_category[org]
+        found += [Line(org, name, category, tally(groups[category])) for category in sorted(groups)]
+        if len(groups) > 1:
+            found.append(Line(org, name, None, tally(totals[org])))
     return found
 
 
@@ -148,18 +157,27 @@ async def daily_report(
     ledger: Ledger, registry: Registry, day: date, *, now: datetime, county: str | None = None
 ) -> DailyReport:
     """The daily report of ``day`` as it stands at ``now``."""
-    rows = await ledger.pairs(day_from=day, day_to=day)
-    if county is not None:
-        members = {o.id for o in registry.members(county)}
-        rows = [r for r in rows if r.recipient in members or r.publisher in members]
-    pairs = judged(rows, now)
+    members = None if county is None else {o.id for o in registry.members(county)}
+    today = shanghai_day(now)
+    received = await ledger.figures(
+        day_from=day,
+        day_to=day,
+        today=today,
+        side="recipient",
+        levels=("category", "org", "all"),
+        members=members,
+    )
+    published = await ledger.figures(
+        day_from=day, day_to=day, today=today, side="publisher", members=members
+    )
+    everything = [f for f in received if f.org is None]
     return DailyReport(
         day=day,
         generated_at=now,
         county=county,
-        by_recipient=lines(pairs, lambda r: r.recipient, registry),
-        by_publisher=lines(pairs, lambda r: r.publisher or "?", registry),
-        total=tally(pairs),
+        by_recipient=lines(received, registry),
+        by_publisher=lines(published, registry),
+        total=tally(everything[0] if everything else None),
     )
 
 
@@ -205,23 +223,28 @@ async def org_report(
     ledger: Ledger, registry: Registry, org: str, day_from: date, day_to: date, *, now: datetime
 ) -> OrgReport:
     """The scorecard of ``org`` for events formed ``day_from``..``day_to``."""
-    published = judged(await ledger.pairs(day_from=day_from, day_to=day_to, publisher=org), now)
-    received = judged(await ledger.pairs(day_from=day_from, day_to=day_to, recipient=org), now)
-    events = {p.row.event_key: p for p in published}
-    same_day = sum(
-        shanghai_day(p.published_at) == shanghai_day(p.formed_at) for p in events.values()
+    today = shanghai_day(now)
+    published = await ledger.figures(
+        day_from=day_from, day_to=day_to, today=today, side="publisher", publisher=org
     )
+    received = await ledger.figures(
+        day_from=day_from, day_to=day_to, today=today, side="recipient", recipient=org
+    )
+    total = next((f for f in published if f.category is None), None)
     return OrgReport(
         org=org,
         org_name=registry.name(org),
         day_from=day_from,
         day_to=day_to,
         generated_at=now,
-        events_published=len(events),
-        published_same_day=same_day,
-        as_publisher=lines(published, lambda r: r.publisher or "?", registry),
-        as_recipient=lines(received, lambda r: r.recipient, registry),
-        items=_items(published, received),
+        events_published=total.events if total else 0,
+        published_same_day=total.same_day_events if total else 0,
+        as_publisher=lines(published, registry),
+        as_recipient=lines(received, registry),
+        items=_items(
+            judged(await ledger.faults(day_from, day_to, org, "publisher", today), now),
+            judged(await ledger.faults(day_from, day_to, org, "recipient", today), now),
+        ),
         cases=case_rows(await ledger.case_states(org=org), org, day_from, day_to, now),
     )
 

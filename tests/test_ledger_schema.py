@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, inspect, text
 
 from hub.config import HubSettings
 from hub.errors import LedgerVersionError
@@ -117,3 +117,35 @@ async def test_a_version_1_ledger_gets_the_case_tables_and_keeps_its_rows(
             cases = await upgraded.case_states()
     assert version == str(SCHEMA_VERSION) == "2"
     assert counts == {"acknowledged": 1} and cases == []
+
+
+def index_names(conn: Connection) -> set[str]:
+    return {i["name"] for i in inspect(conn).get_indexes("ledger_delivery") if i["name"]}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_ledger_with_earlier_indexes_gets_the_figures_indexes_and_keeps_its_rows(
+    backend: str, tmp_path: Path
+) -> None:
+    async with database(backend, tmp_path) as (url, schema):
+        async with Ledger.open(url, schema=schema) as ledger:
+            await ledger.apply(
+                [event("2025-09-30T10:00:00+08:00", "2025-09-30T10:00:01+08:00")],
+                [receipt("2025-09-30T10:00:02+08:00")],
+            )
+            async with ledger.engine.begin() as conn:  # as the ledger was before the figures
+                for side in ("recipient", "publisher"):
+                    await conn.execute(text(f"DROP INDEX ix_ledger_delivery_{side}_figures"))
+                    await conn.execute(
+                        text(
+                            f"CREATE INDEX ix_ledger_delivery_{side}_day"
+                            f" ON ledger_delivery ({side}, formed_day)"
+                        )
+                    )
+        async with Ledger.open(url, schema=schema) as upgraded:
+            async with upgraded.engine.connect() as conn:
+                names = await conn.run_sync(index_names)
+            counts = await upgraded.counts()
+    assert {"ix_ledger_delivery_recipient_figures", "ix_ledger_delivery_publisher_figures"} <= names
+    assert not names & {"ix_ledger_delivery_recipient_day", "ix_ledger_delivery_publisher_day"}
+    assert counts == {"acknowledged": 1}

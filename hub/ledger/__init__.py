@@ -13,6 +13,7 @@ from hub.ledger.records import (
     DeliveryState,
     EventRecord,
     EventRow,
+    PairFigures,
     ReceiptRecord,
 )
 from hub.ledger.tables import SCHEMA_VERSION
@@ -28,6 +29,7 @@ __all__ = [
     "EventRecord",
     "EventRow",
     "Ledger",
+    "PairFigures",
     "ReceiptRecord",
     "engine_url",
     "shown",

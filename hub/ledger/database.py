@@ -14,33 +14,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, event, inspect, select
+from sqlalchemy import Connection, Index, delete, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.schema import DropIndex
 
 from hub.cases.state import CaseState
 from hub.errors import ConfigError, LedgerUnavailable, LedgerVersionError
-from hub.ledger import cases, queries
+from hub.ledger import cases, figures, queries
 from hub.ledger.cases import CaseStep, DeadlineRow
+from hub.ledger.figures import Level, Side
 from hub.ledger.records import (
     Backlog,
     DeliveryRow,
     DeliveryState,
     EventRecord,
     EventRow,
+    PairFigures,
     ReceiptRecord,
 )
 from hub.ledger.tables import (
     ADDITIVE_SINCE,
     CASE_TABLES,
     DATA_TABLES,
+    OBSOLETE_INDEXES,
     SCHEMA_VERSION,
     deliveries_table,
     events_table,
@@ -213,6 +217,51 @@ class Ledger:
         async with self.engine.connect() as conn:
             return await queries.pairs(conn, query)
 
+    async def figures(
+        self,
+        *,
+        day_from: date,
+        day_to: date,
+        today: date,
+        side: Side,
+        levels: Sequence[Level] = ("category", "org"),
+        recipient: str | None = None,
+        publisher: str | None = None,
+        members: Collection[str] | None = None,
+    ) -> list[PairFigures]:
+        """The reports' sums over the pairs ``pairs`` would return, judged on Shanghai's ``today``.
+
+        Args:
+            day_from: the first day of formation (Shanghai).
+            day_to: the last.
+            today: the Shanghai day of the report's "now" (open pairs formed before it are late).
+            side: whose organisation groups the pairs: each pair's recipient or its publisher.
+            levels: per organisation and category, per organisation, and everything together.
+            recipient: only this recipient's pairs.
+            publisher: only this publisher's pairs.
+            members: only pairs sent or received by one of these organisations.
+        """
+        async with self.engine.connect() as conn:
+            return await figures.figures(
+                conn,
+                day_from=day_from,
+                day_to=day_to,
+                today=today,
+                side=side,
+                levels=levels,
+                recipient=recipient,
+                publisher=publisher,
+                members=members,
+            )
+
+    async def faults(
+        self, day_from: date, day_to: date, org: str, role: Side, today: date
+    ) -> list[DeliveryRow]:
+        """The pairs ``org`` answers for as ``role`` (see ``hub.ledger.figures.faults``)."""
+        query = figures.faults(day_from, day_to, org, role, today)
+        async with self.engine.connect() as conn:
+            return await queries.pairs(conn, query)
+
     async def dump(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Every row of both tables, in key order (to compare two ledgers)."""
         async with self.engine.connect() as conn:
@@ -308,6 +357,7 @@ def _tables_at_version(conn: Connection, recreate: bool) -> int:
         metadata.drop_all(conn, tables=[*DATA_TABLES, *CASE_TABLES, meta_table])
     existing = set(inspect(conn).get_table_names())
     metadata.create_all(conn)
+    _indexes(conn, existing)
     if meta_table.name in existing:
         stored = conn.execute(select(meta_table.c.value).where(meta_table.c.name == "version"))
         value = stored.scalar()
@@ -316,6 +366,21 @@ def _tables_at_version(conn: Connection, recreate: bool) -> int:
     version = 1 if events_table.name in existing else SCHEMA_VERSION
     conn.execute(meta_table.insert().values(name="version", value=str(version)))
     return version
+
+
+def _indexes(conn: Connection, existing: set[str]) -> None:
+    """Give tables made by an earlier version today's indexes (once: minutes on a large ledger)."""
+    for table in metadata.sorted_tables:
+        if table.name not in existing:
+            continue  # just created, with its indexes
+        present = {i["name"] for i in inspect(conn).get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in present:
+                log.info("ledger.indexing", extra={"index": index.name})
+                index.create(conn)
+        for name in OBSOLETE_INDEXES:
+            if name in present:
+                conn.execute(DropIndex(Index(name)))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

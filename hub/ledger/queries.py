@@ -2,37 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.ledger.records import Backlog, DeliveryRow, DeliveryState, EventRow
 from hub.ledger.tables import UtcDateTime, deliveries_table, events_table
 from schemas.envelope import CATEGORIES
 
+_t = deliveries_table
+PAIR_ORDER = (_t.c.formed_at, _t.c.event_key, _t.c.recipient)  # the order of formation
 IN_CHUNK = 500  # values per IN list: SQLite caps the number of bound parameters
+
+
+def in_period(
+    day_from: date,
+    day_to: date,
+    recipient: str | None = None,
+    publisher: str | None = None,
+    members: Collection[str] | None = None,
+) -> ColumnElement[bool]:
+    """Pairs of Art. 15 events formed on ``day_from``..``day_to`` (Shanghai days), or one org's.
+
+    Case steps are delivered and acknowledged like events, but judged by their own deadlines
+    (``hub.cases``), not by Art. 16's same day: they are left out here. ``members``: pairs sent
+    or received by one of these organisations (a county's).
+    """
+    t = deliveries_table
+    found = [
+        t.c.formed_day >= day_from,
+        t.c.formed_day <= day_to,
+        t.c.category.in_(tuple(CATEGORIES)),
+    ]
+    if recipient is not None:
+        found.append(t.c.recipient == recipient)
+    if publisher is not None:
+        found.append(t.c.publisher == publisher)
+    if members is not None:
+        found.append(t.c.recipient.in_(tuple(members)) | t.c.publisher.in_(tuple(members)))
+    return and_(*found)
 
 
 def pairs_query(
     day_from: date, day_to: date, recipient: str | None, publisher: str | None
 ) -> Select[Any]:
-    """Pairs of Art. 15 events formed on ``day_from``..``day_to`` (Shanghai days), or one org's.
-
-    Case steps are delivered and acknowledged like events, but judged by their own deadlines
-    (``hub.cases``), not by Art. 16's same day: they are left out here.
-    """
-    t = deliveries_table
-    query = select(t).where(
-        t.c.formed_day >= day_from, t.c.formed_day <= day_to, t.c.category.in_(tuple(CATEGORIES))
-    )
-    if recipient is not None:
-        query = query.where(t.c.recipient == recipient)
-    if publisher is not None:
-        query = query.where(t.c.publisher == publisher)
-    return query.order_by(t.c.formed_at, t.c.event_key, t.c.recipient)
+    """The pairs ``in_period``, in the order of formation."""
+    query = select(deliveries_table).where(in_period(day_from, day_to, recipient, publisher))
+    return query.order_by(*PAIR_ORDER)
 
 
 async def pairs(conn: AsyncConnection, query: Select[Any]) -> list[DeliveryRow]:

@@ -110,3 +110,26 @@ class DeliveryRow:
     def is_waiting(self) -> bool:
         """Not acknowledged and not given up on: the recipient still owes a receipt."""
         return self.acknowledged_at is None and self.state is not DeliveryState.DEAD_LETTERED
+
+
+@dataclass(frozen=True)
+class PairFigures:
+    """The sums of a group of judged pairs, as the database counts them (``hub.ledger.figures``).
+
+    ``org`` is ``None`` for every organisation together, ``category`` ``None`` for every category
+    of ``org``.
+    """
+
+    org: str | None
+    category: str | None
+    deliveries: int
+    events: int
+    same_day_events: int  # events published on the Shanghai day they were formed
+    acknowledged: int
+    on_time: int
+    late: int
+    late_publisher: int
+    late_delivery: int
+    pending: int
+    dead_lettered: int
+    lags_us: tuple[int, ...]  # published → acknowledged, whole microseconds, ascending
