@@ -32,11 +32,12 @@ def compose() -> dict[str, Any]:
 
 
 NODES = ("nats-1", "nats-2", "nats-3")
+HUBS = ("hub", "hub-2")  # two hub processes, active-active
 
 
 def test_compose_runs_a_three_node_nats_cluster_with_the_shipped_config() -> None:
     services = compose()["services"]
-    assert set(services) >= {*NODES, "hub", "postgres"}
+    assert set(services) >= {*NODES, *HUBS, "postgres"}
     for node in NODES:
         assert services[node]["entrypoint"] == ["nats-server"]
         assert services[node]["command"] == ["-c", "/etc/nats/nats.conf"]
@@ -47,12 +48,16 @@ def test_compose_runs_a_three_node_nats_cluster_with_the_shipped_config() -> Non
     assert all(route in config for route in routes) and "listen: 0.0.0.0:6222" in config
 
 
-def test_the_hub_uses_every_node_and_replicates_its_streams_three_times() -> None:
-    hub = compose()["services"]["hub"]
-    assert hub["command"] == ["serve"]
-    assert hub["environment"]["HUB_NATS_URL"].split(",") == [f"tls://{n}:4222" for n in NODES]
-    assert hub["environment"]["HUB_REPLICAS"] == "3"
-    assert {*NODES, "postgres"} <= set(hub["depends_on"])
+def test_two_hub_processes_use_every_node_and_replicate_their_streams_three_times() -> None:
+    for name in HUBS:
+        hub = compose()["services"][name]
+        assert hub["command"] == ["serve"]
+        assert hub["environment"]["HUB_NATS_URL"].split(",") == [f"tls://{n}:4222" for n in NODES]
+        assert hub["environment"]["HUB_REPLICAS"] == "3"
+        assert {*NODES, "postgres"} <= set(hub["depends_on"])
+        assert hub["restart"] == "unless-stopped"
+    first, second = (compose()["services"][name] for name in HUBS)
+    assert first["environment"] == second["environment"]  # the same hub, twice
 
 
 def test_compose_gives_the_hub_a_postgresql_ledger_it_can_use() -> None:
@@ -104,7 +109,7 @@ def test_the_hub_command_the_compose_file_runs_exists() -> None:
 
 def test_compose_environment_names_real_settings() -> None:
     names = {f"HUB_{name.upper()}" for name in HubSettings.model_fields}
-    for service in ("hub",):
+    for service in HUBS:
         assert set(compose()["services"][service].get("environment", {})) <= names
 
 
@@ -126,19 +131,24 @@ def published(ports: list[str]) -> dict[str, str]:
 
 
 def test_the_hub_web_server_is_reachable_from_the_host_and_checked_for_health() -> None:
-    hub = compose()["services"]["hub"]
-    assert hub["environment"]["HUB_WEB_HOST"] == "0.0.0.0"  # inside the container
-    port = hub["environment"]["HUB_WEB_PORT"]
-    assert published(hub["ports"]) == {port: "127.0.0.1"}
-    probe = " ".join(hub["healthcheck"]["test"])
-    assert f"http://127.0.0.1:{port}/healthz" in probe
+    host_ports = set()
+    for name in HUBS:
+        hub = compose()["services"][name]
+        assert hub["environment"]["HUB_WEB_HOST"] == "0.0.0.0"  # inside the container
+        port = hub["environment"]["HUB_WEB_PORT"]
+        assert published(hub["ports"]) == {port: "127.0.0.1"}
+        probe = " ".join(hub["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{port}/healthz" in probe
+        host_ports |= {entry.split(":")[1] for entry in hub["ports"]}
+    assert len(host_ports) == len(HUBS)  # each on a port of its own
 
 
 def test_only_the_client_port_and_the_ops_page_are_published() -> None:
     services = compose()["services"]
     for node in NODES:
         assert set(published(services[node]["ports"])) == {"4222"}  # no monitoring, no routes
-    assert published(services["hub"]["ports"]) == {"8080": "127.0.0.1"}
+    for name in HUBS:
+        assert published(services[name]["ports"]) == {"8080": "127.0.0.1"}
     assert "ports" not in services["postgres"] and "ports" not in services["credentials"]
 
 
