@@ -44,6 +44,9 @@ class HubSettings(BaseSettings):
     replicas: int = Field(default=1, ge=1, le=5, description="JetStream replicas of hub streams")
 
     max_event_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
+    max_batch_events: int = Field(
+        default=500, ge=1, le=10_000, description="events one ingest request may carry"
+    )
     clock_skew_s: float = Field(default=300.0, ge=0, description="how far 'time' may be ahead")
     dedup_window_s: float = Field(default=2 * 86400.0, gt=0, description="duplicate-id window")
     ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery after no ack")

@@ -9,15 +9,25 @@ is only answered once the rejected message is kept.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
+import orjson
+
 from hub.admission import Admission
 from hub.cases.desk import CaseDesk
 from hub.config import HubSettings
-from hub.envelope import dump_event, parse_event, peek, personal_data_addressees, too_large
+from hub.envelope import (
+    dump_event,
+    dump_reply,
+    parse_event,
+    peek,
+    personal_data_addressees,
+    too_large,
+)
 from hub.errors import EventRejected
 from hub.registry import Registry
 from hub.routing import recipients_for
@@ -26,7 +36,15 @@ from hub.workdays import UnknownYear
 from schemas.common import resident_id_needs_review
 from schemas.complaint_outcome import ComplaintOutcome
 from schemas.envelope import CASE_STEPS, Event
-from schemas.replies import Accepted, FieldError, IngestReply, Rejected, Unavailable
+from schemas.replies import (
+    BATCH_REPLY_ADAPTER,
+    Accepted,
+    Answers,
+    FieldError,
+    IngestReply,
+    Rejected,
+    Unavailable,
+)
 from schemas.rules import explain
 from schemas.wire import (
     HEADER_MSG_ID,
@@ -90,6 +108,42 @@ class Ingest:
         self.wire = settings.wire
         self.metrics = metrics
         self.admission = Admission(settings.ingest_rate, settings.ingest_burst)
+
+    async def answer(self, subject: str, raw: bytes) -> bytes:
+        """The wire answer to one request: one event, or a JSON array of them (a batch)."""
+        items = _batch(raw)
+        if items is None:
+            return dump_reply(await self.handle(subject, raw))
+        return BATCH_REPLY_ADAPTER.dump_json(
+            await self.handle_many(subject, items), exclude_none=True
+        )
+
+    async def handle_many(
+        self, subject: str, items: list[object]
+    ) -> Answers | Rejected | Unavailable:
+        """Each event of a batch checked and stored as if sent alone; answers in the same order.
+
+        Consecutive Art. 15 events are written together (each task checks its event and sends
+        its write before the next task starts, so JetStream stores them in the batch's order);
+        a case step waits for everything before it, as it is judged against its case. Each event
+        is accepted only once JetStream confirmed it.
+        """
+        limit = self.settings.max_batch_events
+        if len(items) > limit:
+            publisher = self.wire.org_of_ingest(subject)
+            error = explain("$", "batch_too_large", {"limit": limit, "count": len(items)})
+            return await self._reject(publisher, orjson.dumps(items), (error,))
+        replies: list[IngestReply] = []
+        together: list[bytes] = []
+        for item in items:
+            together.append(orjson.dumps(item))
+            if _is_case_step(item):
+                *before, step = together
+                replies += await asyncio.gather(*(self.handle(subject, raw) for raw in before))
+                replies.append(await self.handle(subject, step))
+                together = []
+        replies += await asyncio.gather(*(self.handle(subject, raw) for raw in together))
+        return Answers(results=tuple(replies))
 
     async def handle(self, subject: str, raw: bytes) -> IngestReply:
         """Check, store and answer one message received on ``subject``."""
@@ -208,6 +262,22 @@ class Ingest:
             errors=errors,
             quarantine_seq=seq,
         )
+
+
+def _batch(raw: bytes) -> list[object] | None:
+    """The events of a batch request (a JSON array), or None for a single event."""
+    if not raw.lstrip()[:1] == b"[":
+        return None
+    try:
+        items = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None  # answered as one message: not valid JSON
+    return items if isinstance(items, list) and items else None  # []: rejected as one message
+
+
+def _is_case_step(item: object) -> bool:
+    kind = item.get("type") if isinstance(item, dict) else None
+    return isinstance(kind, str) and kind.split(".", 1)[0] in CASE_STEPS
 
 
 def _unavailable(event: Event, exc: StoreUnavailable) -> Unavailable:

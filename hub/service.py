@@ -28,7 +28,6 @@ from hub.cases.rules import CaseRules
 from hub.cases.watch import OverdueWatch
 from hub.config import HubSettings
 from hub.delivery import FanOut
-from hub.envelope import dump_reply
 from hub.errors import ConfigError, NatsUnavailable
 from hub.identity import ADMIN, HUB, credentials_for
 from hub.identity.sessions import connect_as, tls_context
@@ -109,8 +108,7 @@ def register_ingest(broker: NatsBroker, settings: HubSettings, ingest: Ingest) -
 
     @subscriber
     async def ingest_event(request: Any) -> bytes:
-        reply = await ingest.handle(request.subject, request.body)
-        return dump_reply(reply)
+        return await ingest.answer(request.subject, request.body)
 
 
 def answering(handler: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:

@@ -1,4 +1,8 @@
-"""What the hub answers a publisher: accepted (with the stored sequence) or rejected."""
+"""What the hub answers a publisher: accepted (with the stored sequence) or rejected.
+
+A request carrying several events (a JSON array, as a CloudEvents batch) is answered with
+``Answers``: one reply per event, in the order sent.
+"""
 
 from __future__ import annotations
 
@@ -54,3 +58,17 @@ class Unavailable(Model):
 
 IngestReply = Annotated[Accepted | Rejected | Unavailable, Field(discriminator="status")]
 REPLY_ADAPTER: TypeAdapter[IngestReply] = TypeAdapter(IngestReply)
+
+
+class Answers(Model):
+    """批量发布的答复：逐条答复，顺序与所发事件相同。"""
+
+    status: Literal["answers"] = "answers"
+    results: tuple[IngestReply, ...] = Field(description="每条事件的答复（受理、拒收或暂不可用）")
+
+
+BatchReply = Annotated[
+    Accepted | Rejected | Unavailable | Answers, Field(discriminator="status")
+]
+BATCH_REPLY_ADAPTER: TypeAdapter[BatchReply] = TypeAdapter(BatchReply)
+"""The answer to a batch: ``Answers``, or one reply for the whole request (too many events)."""

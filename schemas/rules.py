@@ -28,6 +28,10 @@ RULES: dict[str, tuple[str, str]] = {
         "消息长度 {size} 字节，超过上限 {limit} 字节",
         "message is {size} bytes, over the limit of {limit}",
     ),
+    "batch_too_large": (
+        "一次最多发布 {limit} 条事件，本次 {count} 条：请分批发送",
+        "at most {limit} events per request, this one has {count}: send them in parts",
+    ),
     "union_tag_invalid": (
         "事件类型 {tag} 不存在，可用类型：{expected_tags}",
         "unknown event type {tag}; known types: {expected_tags}",

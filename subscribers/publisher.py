@@ -5,6 +5,7 @@
     nc = await nats.connect(url)
     publisher = Publisher(nc, "renqiu-scjg")
     accepted = await publisher.publish(event)   # raises EventRejected with every field error
+    answers = await publisher.publish_many(events)  # a day's records: one answer per event
 
 An unanswered request is sent again with the same id; the hub stores an id only once, so a retry
 never duplicates an event.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,13 @@ from nats.aio.client import Client
 from pydantic_core import to_json
 
 from schemas.envelope import Event
-from schemas.replies import REPLY_ADAPTER, Accepted, Rejected, Unavailable
+from schemas.replies import (
+    BATCH_REPLY_ADAPTER,
+    Accepted,
+    Answers,
+    Rejected,
+    Unavailable,
+)
 from schemas.wire import Wire
 from subscribers.connection import identity_of
 from subscribers.errors import EventRejected, HubUnavailable, check_identity
@@ -32,6 +39,8 @@ from subscribers.errors import EventRejected, HubUnavailable, check_identity
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+BATCH_EVENTS = 500  # the hub's HUB_MAX_BATCH_EVENTS default
+BATCH_BYTES = 768 * 1024  # under NATS's default 1 MiB message limit
 
 
 def compose(
@@ -100,7 +109,7 @@ class Publisher:
                 continue
             except nats.errors.ConnectionClosedError as exc:
                 raise HubUnavailable("the NATS connection is closed") from exc
-            reply = REPLY_ADAPTER.validate_json(msg.data)
+            reply = _one(BATCH_REPLY_ADAPTER.validate_json(msg.data))
             if isinstance(reply, Accepted):
                 return reply
             if isinstance(reply, Rejected):
@@ -108,6 +117,79 @@ class Publisher:
             if isinstance(reply, Unavailable):
                 last, told = reply.reason, reply.retry_after_s or 0.0
         raise HubUnavailable(f"no acceptance after {self.retries + 1} attempt(s): {last}")
+
+    async def publish_many(
+        self,
+        events: Sequence[Event | Mapping[str, Any] | bytes],
+        *,
+        batch: int = BATCH_EVENTS,
+    ) -> list[Accepted | Rejected]:
+        """Send many events, ``batch`` per request; the hub's answer to each, in order.
+
+        Each event is answered as if sent alone: accepted (with its sequence), or rejected (with
+        every field error, kept in quarantine). Events the hub answers "unavailable" are sent
+        again (same ids, so never stored twice) until answered.
+
+        Raises:
+            HubUnavailable: some events got no answer after every retry (the message says how
+                many); every event may be sent again safely.
+        """
+        bodies = [_encode(event) for event in events]
+        answers: dict[int, Accepted | Rejected] = {}
+        waiting, last, told = list(range(len(bodies))), "no attempt", 0.0
+        for attempt in range(self.retries + 1):
+            if attempt:
+                pause = RETRY_PAUSE_S[min(attempt, len(RETRY_PAUSE_S)) - 1]
+                await asyncio.sleep(max(pause, told))
+            told = 0.0
+            for indexes in _batches([bodies[n] for n in waiting], batch):
+                chosen = [waiting[i] for i in indexes]
+                request = b"[" + b",".join(bodies[n] for n in chosen) + b"]"
+                try:
+                    msg = await self.nc.request(
+                        self.wire.ingest(self.org), request, timeout=self.timeout_s
+                    )
+                except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+                    last = type(exc).__name__
+                    continue
+                except nats.errors.ConnectionClosedError as exc:
+                    raise HubUnavailable("the NATS connection is closed") from exc
+                reply = BATCH_REPLY_ADAPTER.validate_json(msg.data)
+                results = reply.results if isinstance(reply, Answers) else (reply,) * len(chosen)
+                for n, result in zip(chosen, results, strict=True):
+                    if isinstance(result, Unavailable):
+                        last, told = result.reason, max(told, result.retry_after_s or 0.0)
+                    else:
+                        answers[n] = result
+            waiting = [n for n in range(len(bodies)) if n not in answers]
+            if not waiting:
+                return [answers[n] for n in range(len(bodies))]
+        raise HubUnavailable(
+            f"{len(waiting)} of {len(bodies)} event(s) unanswered after {self.retries + 1}"
+            f" attempt(s): {last}"
+        )
+
+
+def _one(reply: Accepted | Rejected | Unavailable | Answers) -> Accepted | Rejected | Unavailable:
+    """The answer to ``publish``: bytes holding a JSON array were answered as a batch."""
+    if not isinstance(reply, Answers):
+        return reply
+    if len(reply.results) != 1:
+        raise ValueError(f"publish() sent {len(reply.results)} events: use publish_many()")
+    return reply.results[0]
+
+
+def _batches(bodies: list[bytes], most: int) -> list[list[int]]:
+    """Indexes of ``bodies`` in requests of at most ``most`` events and ``BATCH_BYTES``."""
+    found: list[list[int]] = [[]]
+    size = 0
+    for n, body in enumerate(bodies):
+        if found[-1] and (len(found[-1]) >= most or size + len(body) + 1 > BATCH_BYTES):
+            found.append([])
+            size = 0
+        found[-1].append(n)
+        size += len(body) + 1
+    return [indexes for indexes in found if indexes]
 
 
 def _encode(event: Event | Mapping[str, Any] | bytes) -> bytes:

@@ -401,3 +401,26 @@ async def test_a_step_in_a_year_the_calendar_does_not_know_waits_for_the_overrid
         await send(orgs, TOWNSHIP, "assistance_request.v1", letter, clock)
         case = await case_of(hub.ledger, f"{TOWNSHIP}/XZ-2027-1", "awaiting_answer")
         assert case["deadlines"]["answer"]["due_day"] == "2027-01-13"  # 7 working days
+
+
+async def test_case_steps_in_one_batch_are_judged_in_the_order_sent(
+    case_hub: Hub, orgs: Orgs, settings: HubSettings, clock: Clock
+) -> None:
+    """A township uploads its day at once: the extension, then the transfer, then a repeat."""
+    clock.set(date(2026, 11, 5), 10)
+    notice = cs.extension("LH-2026-077", LAND, MONDAY, date(2026, 11, 9))
+    letter = cs.transfer(
+        "LH-2026-077", LAND, MONDAY, await materials(orgs, settings, TOWNSHIP, "77")
+    )
+    sent = [
+        cs.step(TOWNSHIP, "case_transfer_extension.v1", notice, clock()),
+        cs.step(TOWNSHIP, "case_transfer.v1", letter, clock()),
+        cs.step(TOWNSHIP, "case_transfer.v1", letter, clock()),  # a second transfer of the case
+    ]
+    publisher = await orgs.publisher(TOWNSHIP)
+    first, second, third = await publisher.publish_many(sent)
+    assert isinstance(first, Accepted) and isinstance(second, Accepted), (first, second)
+    assert first.seq < second.seq
+    assert not isinstance(third, Accepted) and [e.rule for e in third.errors] == ["case_exists"]
+    case = await case_of(case_hub.ledger, f"{TOWNSHIP}/LH-2026-077", "awaiting_reply")
+    assert case["deadlines"]["transfer"]["due_day"] == "2026-11-09"  # the extended day
