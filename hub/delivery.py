@@ -73,7 +73,11 @@ class FanOut:
         and JetStream hands out redeliveries before new events. Fetching at once would write
         newer events first, out of acceptance order.
         """
-        info = await self.js.consumer_info(self.wire.events_stream, self.wire.fanout_consumer)
+        try:
+            info = await self.js.consumer_info(self.wire.events_stream, self.wire.fanout_consumer)
+        except (nats.errors.Error, TimeoutError) as exc:  # gone or away: fetching will say so
+            log.warning("fanout.previous_unknown", extra={"error": repr(exc)})
+            return
         if not info.num_ack_pending:
             return
         wait_s = info.config.ack_wait or 0.0

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 RETRY_PAUSE_S = 5.0
 VERIFY_TIMEOUT_S = 600.0
 SHOWN = 20  # findings kept for the ops page (all are counted)
+FIRST_CHECK_S = 60.0  # a hub that starts (or takes a role over) serves its backlog first
 IDLE_FACTOR = 9.0  # after a check that took t seconds, at least 9 t before the next (≤ 10 % busy)
 
 
@@ -98,11 +99,15 @@ class AuditWatch:
         return found
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Verify at once, then every ``every_s``; trouble reaching the store is retried."""
+        """Verify after ``every_s`` (at most a minute), then every ``every_s``; retry trouble."""
         await _every(stop, self.every_s, self.check, self.state, "trouble")
 
     async def run_ledger(self, stop: asyncio.Event, deep: DeepCheck, every_s: float) -> None:
-        """Recompute the ledger at once, then every ``every_s``."""
+        """Recompute the ledger after ``every_s`` (at most a minute), then every ``every_s``.
+
+        Not at once: a process that starts, or takes the role over from one that died, has a
+        backlog to serve first, and a check re-reads the whole record.
+        """
         await _every(stop, every_s, lambda: self.check_ledger(deep), self.state, "ledger_trouble")
 
 
@@ -117,6 +122,12 @@ async def _every(
     trouble: str,
 ) -> None:
     loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(min(every_s, FIRST_CHECK_S)):
+            await stop.wait()
+        return
+    except TimeoutError:
+        pass
     while not stop.is_set():
         started = loop.time()
         try:
