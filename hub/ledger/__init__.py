@@ -1,7 +1,8 @@
 """The delivery ledger: per event and recipient, when formed, published, delivered, acknowledged.
 
 ``tables`` holds the schema (with its version), ``records`` what goes in and comes out,
-``upserts`` the idempotent writes, ``queries`` the reads, ``database`` the ``Ledger`` itself.
+``upserts`` the idempotent writes, ``queries`` the reads, ``figures`` the reports' sums,
+``database`` the ``Ledger`` itself.
 """
 
 from hub.ledger.cases import CaseStep, DeadlineRow
