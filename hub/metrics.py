@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from faststream.nats.prometheus import NatsPrometheusMiddleware
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeHistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -135,9 +134,15 @@ class HubMetrics:
             "deep check (-1: not checked yet)",
             registry=self.registry,
         )
+        self.ingest_seconds = Histogram(
+            "hub_ingest_seconds",
+            "Time from taking an ingest request to answering it (checks and the JetStream write)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
         self.roles = Gauge(
             "hub_role",
-            "1 while this hub process plays the role (fan-out, overdue watch, ledger check)",
+            "1 while this hub process plays the role (fanout, checkpoints, overdue, ledger-check)",
             ["role"],
             registry=self.registry,
         )
@@ -211,8 +216,3 @@ class HubMetrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
-
-
-def middleware(metrics: HubMetrics) -> NatsPrometheusMiddleware:
-    """FastStream's Prometheus middleware, reporting into the hub's registry."""
-    return NatsPrometheusMiddleware(registry=metrics.registry, app_name="hub")

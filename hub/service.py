@@ -8,10 +8,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import nats.errors
-from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
 from faststream.nats.security import NatsCredentials, NatsSecurity
 from nats.aio.msg import Msg
@@ -32,8 +30,9 @@ from hub.errors import ConfigError, NatsUnavailable
 from hub.identity import ADMIN, HUB, credentials_for
 from hub.identity.sessions import connect_as, tls_context
 from hub.ingest import Ingest, utc_now
+from hub.ingest_endpoint import IngestEndpoint
 from hub.ledger import Ledger
-from hub.metrics import HubMetrics, middleware
+from hub.metrics import HubMetrics
 from hub.projection import Projector, ReceiptTime, stored_at
 from hub.provisioning import ConfigState, Provisioner
 from hub.recompute import deep_check
@@ -52,11 +51,10 @@ from subscribers.serving import address, listening, serve_asgi
 
 log = logging.getLogger(__name__)
 
-INGEST_WORKERS = 64  # concurrent ingest requests; each waits for a JetStream write
 START_ATTEMPTS = 60  # about a minute for NATS to come up; a refused credential fails after it
 
 
-def new_broker(settings: HubSettings, metrics: HubMetrics | None = None) -> NatsBroker:
+def new_broker(settings: HubSettings) -> NatsBroker:
     """A FastStream broker connected as the hub's service identity (``_hub``)."""
     if not settings.nats_url:
         raise ConfigError(
@@ -71,44 +69,12 @@ def new_broker(settings: HubSettings, metrics: HubMetrics | None = None) -> Nats
         security = NatsSecurity(ssl_context=context)
     return NatsBroker(
         settings.nats_url.split(","),
-        log_level=logging.DEBUG,  # one line per message is for debugging, not for ops
         max_reconnect_attempts=START_ATTEMPTS,  # for ever once connected (see running_hub)
         reconnect_time_wait=1,
         logger=logging.getLogger("hub.broker"),
-        apply_types=False,  # the handler takes the raw request: no per-message casting
-        middlewares=[middleware(metrics)] if metrics is not None else [],
         security=security,
         inbox_prefix=inbox_prefix(HUB),
     )
-
-
-@dataclass(frozen=True)
-class IngestRequest:
-    """What the ingest handler needs of a request: who sent it (the subject) and the bytes."""
-
-    subject: str
-    body: bytes
-
-
-async def _as_request(msg: StreamMessage[Any]) -> IngestRequest:
-    # the raw bytes, not FastStream's JSON decoding: garbage must reach the hub to be quarantined
-    return IngestRequest(msg.raw_message.subject, msg.body)
-
-
-def register_ingest(broker: NatsBroker, settings: HubSettings, ingest: Ingest) -> None:
-    """Answer every publisher's ``<root>.ingest.<org>`` request with ``ingest``."""
-    subscriber = broker.subscriber(
-        settings.wire.ingest_any,
-        queue=settings.wire.ingest_queue,
-        max_workers=INGEST_WORKERS,
-        decoder=_as_request,
-        title="ingest",
-        description="发布单位提交事件（请求/应答）：受理、拒收（附全部字段错误）或暂不可用",
-    )
-
-    @subscriber
-    async def ingest_event(request: Any) -> bytes:
-        return await ingest.answer(request.subject, request.body)
 
 
 def answering(handler: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
@@ -164,7 +130,7 @@ async def running_hub(
             )
         trust = RecordTrust.load(settings)
         metrics = HubMetrics()
-        broker = new_broker(settings, metrics)
+        broker = new_broker(settings)
         await _connect(broker, settings)
         stack.push_async_callback(_stop_broker, broker)
         js = broker.connection.jetstream(timeout=settings.request_timeout_s)
@@ -181,8 +147,9 @@ async def running_hub(
         rules = CaseRules(registry, calendar, settings.hazard_response_hours)
         desk = CaseDesk(store, rules, attachments, settings.wire)
         ingest = Ingest(settings, registry, store, clock, metrics, cases=desk)
-        register_ingest(broker, settings, ingest)
-        await broker.start()
+        endpoint = IngestEndpoint(broker.connection, settings.wire, ingest, metrics)
+        await endpoint.open()
+        stack.push_async_callback(endpoint.close)  # before the broker stops: replies are sent
         endpoints = [
             (settings.wire.attach_any, "hub-attach", attachments.answer_upload),
             (settings.wire.attachment_any, "hub-attachment", attachments.answer_fetch),
@@ -222,9 +189,12 @@ async def running_hub(
         except OSError as exc:
             where = f"{settings.web_host}:{settings.web_port}"
             raise ConfigError("HUB_WEB_PORT", f"cannot listen on {where}: {exc.strerror}") from exc
-        # one process at a time: fan-out (each recipient's order), the overdue watch, the deep
-        # check; every process: ingest, the projection (idempotent), the rest (see hub.roles)
-        plays: dict[str, Play] = {"fanout": FanOut(js, settings, trust).run}
+        # one process at a time: fan-out (each recipient's order), checkpoints, the overdue watch,
+        # the deep check; every process: ingest, the projection (idempotent), the rest (hub.roles)
+        plays: dict[str, Play] = {
+            "fanout": FanOut(js, settings, trust).run,
+            "checkpoints": checkpointer.run,  # a second writer would redo the work and lose
+        }
         if settings.project_ledger:
             plays["overdue"] = OverdueWatch(desk, ledger, clock, settings.case_watch_s).run
             deep = functools.partial(
@@ -243,7 +213,6 @@ async def running_hub(
             tasks.create_task(roles.run(stop))
             tasks.create_task(DeadLetters(js, settings, trust).run(stop))
             tasks.create_task(provisioner.run(stop))
-            tasks.create_task(checkpointer.run(stop))
             tasks.create_task(audit.run(stop))
             tasks.create_task(follow_rejections(js, settings.wire, rejections, clock, stop))
             tasks.create_task(

@@ -1,4 +1,4 @@
-"""The ingest handler in memory (TestNatsBroker); tests/test_ingest.py uses a real server."""
+"""The ingest handler with an in-memory store; tests/test_ingest.py uses a real server."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from typing import Any
 
 import orjson
 import pytest
-from faststream.nats import TestNatsBroker
 
 from hub.config import HubSettings
 from hub.ingest import Ingest, StoreUnavailable
 from hub.registry import Registry
 from hub.samples import sample_event
-from hub.service import new_broker, register_ingest
 from schemas.replies import REPLY_ADAPTER, Accepted, FieldError, IngestReply, Rejected, Unavailable
 
 NOW = datetime(2025, 9, 30, 2, 15, tzinfo=UTC)
@@ -52,11 +50,8 @@ def memory_settings() -> HubSettings:
 async def ask(
     settings: HubSettings, registry: Registry, store: MemoryStore, org: str, body: bytes
 ) -> IngestReply:
-    broker = new_broker(settings)
-    register_ingest(broker, settings, Ingest(settings, registry, store, clock=lambda: NOW))
-    async with TestNatsBroker(broker) as test_broker:
-        response = await test_broker.request(body, settings.wire.ingest(org))
-        return REPLY_ADAPTER.validate_json(response.body)
+    ingest = Ingest(settings, registry, store, clock=lambda: NOW)
+    return REPLY_ADAPTER.validate_json(await ingest.answer(settings.wire.ingest(org), body))
 
 
 def event_bytes(category: str = "permit", source: str = "renqiu-scjg", **envelope: Any) -> bytes:
@@ -147,17 +142,13 @@ async def test_a_publisher_over_its_rate_is_told_when_to_send_again_and_nothing_
 ) -> None:
     slow = HubSettings(nats_url="nats://in-memory:4222", ingest_rate=0.5, ingest_burst=2)
     store = MemoryStore()
-    broker = new_broker(slow)
-    register_ingest(broker, slow, Ingest(slow, registry, store, clock=lambda: NOW))
+    ingest = Ingest(slow, registry, store, clock=lambda: NOW)
     replies = []
-    async with TestNatsBroker(broker) as test_broker:
-        for n in range(3):
-            body = event_bytes(event_id=f"rate-{n}")
-            response = await test_broker.request(body, slow.wire.ingest("renqiu-scjg"))
-            replies.append(REPLY_ADAPTER.validate_json(response.body))
-        other = await test_broker.request(
-            event_bytes(source="renqiu-zjj"), slow.wire.ingest("renqiu-zjj")
-        )
+    for n in range(3):
+        body = event_bytes(event_id=f"rate-{n}")
+        answer = await ingest.answer(slow.wire.ingest("renqiu-scjg"), body)
+        replies.append(REPLY_ADAPTER.validate_json(answer))
+    other = await ingest.answer(slow.wire.ingest("renqiu-zjj"), event_bytes(source="renqiu-zjj"))
     assert [type(r) for r in replies] == [Accepted, Accepted, Unavailable]
     throttled = replies[2]
     assert isinstance(throttled, Unavailable) and throttled.retry_after_s is not None
@@ -165,7 +156,7 @@ async def test_a_publisher_over_its_rate_is_told_when_to_send_again_and_nothing_
     stored = [key for key in store.events if key.startswith("renqiu-scjg/")]
     assert stored == ["renqiu-scjg/rate-0", "renqiu-scjg/rate-1"]
     assert not store.quarantined  # turned away unread
-    assert isinstance(REPLY_ADAPTER.validate_json(other.body), Accepted)  # others unaffected
+    assert isinstance(REPLY_ADAPTER.validate_json(other), Accepted)  # others unaffected
 
 
 async def test_an_id_sent_again_with_another_body_is_an_id_conflict(
