@@ -6,8 +6,9 @@ dead-lettered) and never back: an acknowledged pair is final.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Table, case
@@ -123,12 +124,24 @@ def getter(name: str, defaults: dict[str, Any], text: bool) -> Callable[[Row], A
             else (lambda row: row[name])
         )
     if text:
-        return lambda row: (
-            v.astimezone(UTC).isoformat(timespec="microseconds")
-            if (v := row[name]) is not None
-            else None
-        )
-    return lambda row: v.astimezone(UTC) if (v := row[name]) is not None else None
+        return lambda row: _utc_text(v) if (v := row[name]) is not None else None
+    return lambda row: _utc(v) if (v := row[name]) is not None else None
+
+
+@functools.lru_cache(maxsize=8192)
+def _utc_text(moment: datetime) -> str:
+    # the receipts of one message share its stored time: each converted once, not per row
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@functools.lru_cache(maxsize=8192)
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+@functools.lru_cache(maxsize=8192)
+def _day(moment: datetime) -> date:
+    return shanghai_day(moment)
 
 
 def event_rows(events: Iterable[EventRecord]) -> Iterator[Row]:
@@ -141,7 +154,7 @@ def event_rows(events: Iterable[EventRecord]) -> Iterator[Row]:
             "category": e.category,
             "type": e.type,
             "formed_at": e.formed_at,
-            "formed_day": shanghai_day(e.formed_at),
+            "formed_day": _day(e.formed_at),
             "published_at": e.published_at,
             "events_seq": e.events_seq,
             "recipients": len(e.recipients),
@@ -160,9 +173,9 @@ def pair_rows(events: Iterable[EventRecord]) -> Iterator[Row]:
                 "publisher": e.source,
                 "category": e.category,
                 "formed_at": e.formed_at,
-                "formed_day": shanghai_day(e.formed_at),
+                "formed_day": _day(e.formed_at),
                 "published_at": e.published_at,
-                "published_day": shanghai_day(e.published_at),
+                "published_day": _day(e.published_at),
                 "attempts": 0,
                 "state": DeliveryState.PENDING.value,
             }
@@ -183,7 +196,7 @@ def receipt_row(record: ReceiptRecord) -> Row:
     if receipt.status == "acknowledged":
         row |= {
             "acknowledged_at": at,
-            "acknowledged_day": shanghai_day(at),
+            "acknowledged_day": _day(at),
             "receipt_seq": record.seq,
             "state": DeliveryState.ACKNOWLEDGED.value,
             "reason": None,
