@@ -67,8 +67,6 @@ class Answers(Model):
     results: tuple[IngestReply, ...] = Field(description="每条事件的答复（受理、拒收或暂不可用）")
 
 
-BatchReply = Annotated[
-    Accepted | Rejected | Unavailable | Answers, Field(discriminator="status")
-]
+BatchReply = Annotated[Accepted | Rejected | Unavailable | Answers, Field(discriminator="status")]
 BATCH_REPLY_ADAPTER: TypeAdapter[BatchReply] = TypeAdapter(BatchReply)
 """The answer to a batch: ``Answers``, or one reply for the whole request (too many events)."""
