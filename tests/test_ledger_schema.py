@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -149,3 +150,19 @@ async def test_a_ledger_with_earlier_indexes_gets_the_figures_indexes_and_keeps_
     assert {"ix_ledger_delivery_recipient_figures", "ix_ledger_delivery_publisher_figures"} <= names
     assert not names & {"ix_ledger_delivery_recipient_day", "ix_ledger_delivery_publisher_day"}
     assert counts == {"acknowledged": 1}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_hub_processes_opening_a_new_ledger_at_once_all_get_it(
+    backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two hub processes start together on an empty database: neither waits, neither fails."""
+    async with database(backend, tmp_path) as (url, schema):
+
+        async def opened() -> str:
+            async with Ledger.open(url, wait_s=30, schema=schema) as ledger:
+                return await stored_version(ledger)
+
+        versions = await asyncio.gather(*(opened() for _ in range(4)))
+    assert versions == [str(SCHEMA_VERSION)] * 4
+    assert "ledger.unavailable" not in caplog.text  # a race, not an outage

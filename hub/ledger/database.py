@@ -330,6 +330,10 @@ async def _prepare(engine: AsyncEngine, url: str, wait_s: float, recreate: bool)
                 found = await conn.run_sync(_tables_at_version, recreate)
             break
         except (OSError, TimeoutError, DBAPIError) as exc:
+            if _created_meanwhile(exc) and loop.time() < deadline:
+                # another hub process created the tables at the same moment: look again
+                log.info("ledger.created_by_another_process", extra={"ledger": shown(url)})
+                continue
             failure = problem(url, exc)
             if isinstance(failure, ConfigError) or loop.time() >= deadline:
                 raise failure from exc
@@ -345,6 +349,15 @@ async def _prepare(engine: AsyncEngine, url: str, wait_s: float, recreate: bool)
         log.info("ledger.upgraded", extra={"from": found, "to": SCHEMA_VERSION})
     elif found != SCHEMA_VERSION:
         raise LedgerVersionError(shown(url), found, SCHEMA_VERSION)
+
+
+def _created_meanwhile(exc: BaseException) -> bool:
+    """Whether creating a table or index failed because it exists now (a race, not a fault)."""
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    return "already exists" in str(original) or getattr(original, "sqlstate", None) in {
+        "42P07",  # duplicate_table
+        "23505",  # unique_violation (PostgreSQL's catalog, two CREATE TABLE at once)
+    }
 
 
 def _tables_at_version(conn: Connection, recreate: bool) -> int:
