@@ -41,6 +41,13 @@ LEASE_S = 3.0  # a dead holder's role is free this long after its last renewal
 RENEW_S = 0.5
 SAFE_S = LEASE_S * 0.6  # unrenewed this long: stop playing before the lease can expire
 
+ROLE_ZH = {
+    "fanout": "扇出投递",
+    "checkpoints": "审计检查点",
+    "overdue": "案件期限监测",
+    "ledger-check": "台账重算核对",
+}
+
 Play = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 """A role's work: runs until the event is set, then finishes what it holds and returns."""
 Seen = Callable[[str, bool], None]
@@ -97,6 +104,14 @@ class Roles:
         self.seen = seen
         self.playing: dict[str, _Playing] = {}
         self._free_since: dict[str, float] = {}
+
+    def document(self) -> dict[str, Any]:
+        """What the ops page shows: this process, and the roles it plays now (in Chinese)."""
+        return {
+            "holder": self.holder,
+            "playing": [ROLE_ZH.get(r, r) for r in self.plays if r in self.playing],
+            "elsewhere": [ROLE_ZH.get(r, r) for r in self.plays if r not in self.playing],
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold what can be held until ``stop``; then finish each role's work and release it.

@@ -170,25 +170,6 @@ async def running_hub(
             settings.wire.refused_advisories, cb=audit.count_refused
         )
         stack.push_async_callback(refused.unsubscribe)
-        web = web_app(
-            WebState(
-                settings,
-                registry,
-                ledger,
-                metrics,
-                broker.connection,
-                clock,
-                store_check,
-                rejections,
-                provisioner.state,
-                audit.state,
-            )
-        )
-        try:
-            web_socket = listening(settings.web_host, settings.web_port)
-        except OSError as exc:
-            where = f"{settings.web_host}:{settings.web_port}"
-            raise ConfigError("HUB_WEB_PORT", f"cannot listen on {where}: {exc.strerror}") from exc
         # one process at a time: fan-out (each recipient's order), checkpoints, the overdue watch,
         # the deep check; every process: ingest, the projection (idempotent), the rest (hub.roles)
         plays: dict[str, Play] = {
@@ -205,6 +186,26 @@ async def running_hub(
             )
         kv = await roles_bucket(js, settings.wire, settings.replicas, admin)
         roles = Roles(kv, plays, seen=metrics.role_seen)
+        web = web_app(
+            WebState(
+                settings,
+                registry,
+                ledger,
+                metrics,
+                broker.connection,
+                clock,
+                store_check,
+                rejections,
+                provisioner.state,
+                audit.state,
+                roles.document,
+            )
+        )
+        try:
+            web_socket = listening(settings.web_host, settings.web_port)
+        except OSError as exc:
+            where = f"{settings.web_host}:{settings.web_port}"
+            raise ConfigError("HUB_WEB_PORT", f"cannot listen on {where}: {exc.strerror}") from exc
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             if settings.project_ledger:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib import resources
@@ -56,6 +56,7 @@ class WebState:
     rejections: Rejections
     config_state: ConfigState
     audit: AuditState | None = None
+    roles: Callable[[], dict[str, Any]] | None = None  # this process's roles (hub.roles)
 
 
 def page(name: str) -> str:
@@ -86,6 +87,7 @@ def web_app(state: WebState) -> ASGIApp:
         document = ops_document(taken, state.registry, state.store_check)
         document["config"] = config_document(state.config_state)
         document["audit"] = audit_document(state.audit, state.registry)
+        document["roles"] = state.roles() if state.roles is not None else None
         rejected = rejections_document(state.rejections, state.registry)
         return JSONResponse(document | {"rejections": rejected})
 

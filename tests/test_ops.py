@@ -284,3 +284,14 @@ async def test_an_ops_page_open_to_the_network_without_a_password_is_refused(
     with pytest.raises(ConfigError, match="HUB_OPS_PASSWORD"):
         async with hub_running(exposed, registry):
             pass
+
+
+async def test_the_ops_page_says_which_roles_this_hub_process_plays(hub: Hub) -> None:
+    async def all_played() -> bool:
+        roles = (await scrape(hub, "/api/ops")).json()["roles"]
+        return not roles["elsewhere"]
+
+    await eventually(all_played, within=10)  # one process: it plays every role
+    roles = (await scrape(hub, "/api/ops")).json()["roles"]
+    assert roles["holder"] == hub.roles.holder
+    assert set(roles["playing"]) == {"扇出投递", "审计检查点", "案件期限监测", "台账重算核对"}
