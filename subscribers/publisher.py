@@ -29,6 +29,7 @@ from schemas.replies import (
     BATCH_REPLY_ADAPTER,
     Accepted,
     Answers,
+    BatchReply,
     Rejected,
     Unavailable,
 )
@@ -97,19 +98,12 @@ class Publisher:
         body = _encode(event)
         last, told = "no attempt", 0.0
         for attempt in range(self.retries + 1):
-            if attempt:
-                pause = RETRY_PAUSE_S[min(attempt, len(RETRY_PAUSE_S)) - 1]
-                await asyncio.sleep(max(pause, told))  # the hub may say how long to wait
-            try:
-                msg = await self.nc.request(
-                    self.wire.ingest(self.org), body, timeout=self.timeout_s
-                )
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-                last = type(exc).__name__
+            await _pause(attempt, told)
+            answered = await self._ask(body)
+            if isinstance(answered, str):
+                last = answered
                 continue
-            except nats.errors.ConnectionClosedError as exc:
-                raise HubUnavailable("the NATS connection is closed") from exc
-            reply = _one(BATCH_REPLY_ADAPTER.validate_json(msg.data))
+            reply = _one(answered)
             if isinstance(reply, Accepted):
                 return reply
             if isinstance(reply, Rejected):
@@ -117,6 +111,20 @@ class Publisher:
             if isinstance(reply, Unavailable):
                 last, told = reply.reason, reply.retry_after_s or 0.0
         raise HubUnavailable(f"no acceptance after {self.retries + 1} attempt(s): {last}")
+
+    async def _ask(self, body: bytes) -> BatchReply | str:
+        """The hub's answer to one ingest request, or why there was none (send it again).
+
+        Raises:
+            HubUnavailable: the connection is closed.
+        """
+        try:
+            msg = await self.nc.request(self.wire.ingest(self.org), body, timeout=self.timeout_s)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            return type(exc).__name__
+        except nats.errors.ConnectionClosedError as exc:
+            raise HubUnavailable("the NATS connection is closed") from exc
+        return BATCH_REPLY_ADAPTER.validate_json(msg.data)
 
     async def publish_many(
         self,
@@ -138,23 +146,14 @@ class Publisher:
         answers: dict[int, Accepted | Rejected] = {}
         waiting, last, told = list(range(len(bodies))), "no attempt", 0.0
         for attempt in range(self.retries + 1):
-            if attempt:
-                pause = RETRY_PAUSE_S[min(attempt, len(RETRY_PAUSE_S)) - 1]
-                await asyncio.sleep(max(pause, told))
+            await _pause(attempt, told)
             told = 0.0
             for indexes in _batches([bodies[n] for n in waiting], batch):
                 chosen = [waiting[i] for i in indexes]
-                request = b"[" + b",".join(bodies[n] for n in chosen) + b"]"
-                try:
-                    msg = await self.nc.request(
-                        self.wire.ingest(self.org), request, timeout=self.timeout_s
-                    )
-                except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-                    last = type(exc).__name__
+                reply = await self._ask(b"[" + b",".join(bodies[n] for n in chosen) + b"]")
+                if isinstance(reply, str):
+                    last = reply
                     continue
-                except nats.errors.ConnectionClosedError as exc:
-                    raise HubUnavailable("the NATS connection is closed") from exc
-                reply = BATCH_REPLY_ADAPTER.validate_json(msg.data)
                 results = reply.results if isinstance(reply, Answers) else (reply,) * len(chosen)
                 for n, result in zip(chosen, results, strict=True):
                     if isinstance(result, Unavailable):
@@ -170,7 +169,14 @@ class Publisher:
         )
 
 
-def _one(reply: Accepted | Rejected | Unavailable | Answers) -> Accepted | Rejected | Unavailable:
+async def _pause(attempt: int, told: float) -> None:
+    """Before a resend: the next back-off step, or longer if the hub said so."""
+    if attempt:
+        pause = RETRY_PAUSE_S[min(attempt, len(RETRY_PAUSE_S)) - 1]
+        await asyncio.sleep(max(pause, told))
+
+
+def _one(reply: BatchReply) -> Accepted | Rejected | Unavailable:
     """The answer to ``publish``: bytes holding a JSON array were answered as a batch."""
     if not isinstance(reply, Answers):
         return reply
