@@ -155,7 +155,7 @@ async def test_up_runs_the_demo_county_on_an_embedded_server(
         HUB_DATA_DIR=str(tmp_path),
     )
     assert code == 0, err
-    assert "枢纽已启动：nats://127.0.0.1:" in out and "（单节点）" in out
+    assert "枢纽已启动：nats://127.0.0.1:" in out and "（单节点，2 个枢纽进程）" in out
     assert "送达 19/19 个单位已签收" in out  # a department's law change to all Renqiu townships
     assert "送达 31/31 个单位已签收" in out  # the county government's notice to everyone
     assert "投诉人信息仅送 任丘市市场监督管理局" in out
@@ -247,7 +247,7 @@ async def test_up_with_a_three_node_cluster_replicates_the_streams(
         HUB_DATA_DIR=str(tmp_path),
     )
     assert code == 0, err
-    assert "（3 节点集群，流复制 3 份）" in out
+    assert "（3 节点集群，流复制 3 份，2 个枢纽进程）" in out
     assert "送达 19/19 个单位已签收" in out  # delivered and acknowledged through the cluster
     assert sorted(p.name for p in (tmp_path / "nats-cluster").iterdir()) == [
         "node-1",

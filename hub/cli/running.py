@@ -99,7 +99,8 @@ def up(
                 async with running_hub(running, registry) as hub, _more_hubs(running, hubs - 1):
                     where = f"{cluster} 节点集群，流复制 {cluster} 份" if cluster else "单节点"
                     typer.echo(f"枢纽已启动：{server.url}（{where}，{hubs} 个枢纽进程）")
-                    typer.echo(f"数据目录 {settings.data_dir}（日志 hub.log）")
+                    others = "，其余枢纽进程 hub-1.log 等" if hubs > 1 else ""
+                    typer.echo(f"数据目录 {settings.data_dir}（日志 hub.log{others}）")
                     typer.echo(f"运维监控：{hub.web_url}/ops（指标 /metrics，接口文档 /asyncapi）")
                     typer.echo(
                         "另开终端：hub tail --as renqiu-chuan；"
