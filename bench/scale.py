@@ -88,6 +88,7 @@ from bench.tables import DASH, measured, publish
 from hub.identity import ADMIN, OPS
 from hub.ledger import Ledger
 from hub.natsd import NatsServer, http_get
+from hub.roles import ROLE_ZH
 from schemas.replies import Accepted
 from subscribers.publisher import Publisher
 
@@ -101,7 +102,7 @@ RATES = (100, 200)  # offered events/s of the latency figures
 KILL_RATE = 100  # events/s offered while a hub process is killed
 ROLES = ("nats-server", "hub", "recipients", "publisher")
 FANOUT = "fanout"  # the roles bucket's key of the fan-out lease (hub/service.py)
-ROLE_KEYS = (FANOUT, "overdue", "ledger-check")  # every role a hub process holds a lease for
+ROLE_KEYS = tuple(ROLE_ZH)  # every role a hub process holds a lease for
 RESUME_WITHIN_S = 120.0  # a fan-out taking over waits out its predecessor's ack_wait (30 s)
 COMPLETE_WITHIN_S = 300.0
 
