@@ -99,6 +99,12 @@ class HubSettings(BaseSettings):
         default=60.0, gt=0, description="how often stream and consumer settings are re-checked"
     )
     request_timeout_s: float = Field(default=5.0, gt=0, description="deadline of NATS requests")
+    publish_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how long a publisher waits for the hub's answer before sending again (a hub "
+        "process that died answers nothing; another one answers the resend)",
+    )
     publish_retries: int = Field(default=5, ge=0, description="SDK resends of an unanswered event")
 
     embedded_host: str = "127.0.0.1"

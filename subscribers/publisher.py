@@ -40,6 +40,9 @@ from subscribers.errors import EventRejected, HubUnavailable, check_identity
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+# a hub answers in milliseconds; one that died answers nothing, and another hub process answers
+# the resend (the same id is stored once): waiting long only delays that
+TIMEOUT_S = 2.0
 BATCH_EVENTS = 500  # the hub's HUB_MAX_BATCH_EVENTS default
 BATCH_BYTES = 768 * 1024  # under NATS's default 1 MiB message limit
 
@@ -80,7 +83,7 @@ class Publisher:
         org: str,
         *,
         wire: Wire | None = None,
-        timeout_s: float = 5.0,
+        timeout_s: float = TIMEOUT_S,
         retries: int = 5,
     ) -> None:
         check_identity(identity_of(nc), org)
@@ -112,14 +115,17 @@ class Publisher:
                 last, told = reply.reason, reply.retry_after_s or 0.0
         raise HubUnavailable(f"no acceptance after {self.retries + 1} attempt(s): {last}")
 
-    async def _ask(self, body: bytes) -> BatchReply | str:
+    async def _ask(self, body: bytes, events: int = 1) -> BatchReply | str:
         """The hub's answer to one ingest request, or why there was none (send it again).
+
+        A batch of ``events`` gets longer: the hub writes them one after another.
 
         Raises:
             HubUnavailable: the connection is closed.
         """
+        timeout = self.timeout_s * (1 + events / 100)
         try:
-            msg = await self.nc.request(self.wire.ingest(self.org), body, timeout=self.timeout_s)
+            msg = await self.nc.request(self.wire.ingest(self.org), body, timeout=timeout)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
             return type(exc).__name__
         except nats.errors.ConnectionClosedError as exc:
@@ -150,7 +156,8 @@ class Publisher:
             told = 0.0
             for indexes in _batches([bodies[n] for n in waiting], batch):
                 chosen = [waiting[i] for i in indexes]
-                reply = await self._ask(b"[" + b",".join(bodies[n] for n in chosen) + b"]")
+                request = b"[" + b",".join(bodies[n] for n in chosen) + b"]"
+                reply = await self._ask(request, len(chosen))
                 if isinstance(reply, str):
                     last = reply
                     continue

@@ -67,7 +67,7 @@ def publish(
                 nc,
                 org,
                 wire=settings.wire,
-                timeout_s=settings.request_timeout_s,
+                timeout_s=settings.publish_timeout_s,
                 retries=settings.publish_retries,
             )
             try:

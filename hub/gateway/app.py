@@ -69,7 +69,7 @@ class Sessions:
                     await self._nc(org),
                     org,
                     wire=self.settings.wire,
-                    timeout_s=self.settings.request_timeout_s,
+                    timeout_s=self.settings.publish_timeout_s,
                     retries=1,
                 )
             return self._publishers[org]
