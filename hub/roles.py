@@ -11,13 +11,18 @@ lease can have expired, so two never play one role at once; one that stops grace
 its keys, and the others take over at once.
 
 A process already playing roles waits a little longer before claiming a free one, so two
-processes started together split the roles between them.
+processes started together split the roles between them. Each process is also present in a
+member slot (a lease like the roles', shared by processes with the same roles); every few
+seconds one that plays more than its share (the roles over the members present, rounded up)
+hands one over gracefully, so a process that starts late, or comes back, gets its share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import math
 import os
 import random
 import socket
@@ -40,6 +45,9 @@ log = logging.getLogger(__name__)
 LEASE_S = 3.0  # a dead holder's role is free this long after its last renewal
 RENEW_S = 0.5
 SAFE_S = LEASE_S * 0.6  # unrenewed this long: stop playing before the lease can expire
+MEMBER_SLOTS = 16  # hub processes with the same roles that count towards the shares
+REBALANCE_ROUNDS = 10  # renewals between looks at the shares (5 s)
+HANDOVER_S = 5.0  # a role handed over is not claimed back by the same process for this long
 
 ROLE_ZH = {
     "fanout": "扇出投递",
@@ -104,6 +112,10 @@ class Roles:
         self.seen = seen
         self.playing: dict[str, _Playing] = {}
         self._free_since: dict[str, float] = {}
+        self._handed_over: dict[str, float] = {}
+        names = ",".join(sorted(plays)).encode()
+        self._members = f"member.{hashlib.sha256(names).hexdigest()[:12]}"
+        self._slot: tuple[str, int] | None = None  # (key, revision)
 
     def document(self) -> dict[str, Any]:
         """What the ops page shows: this process, and the roles it plays now (in Chinese)."""
@@ -120,9 +132,14 @@ class Roles:
         """
         order = list(self.plays)
         random.shuffle(order)  # processes started together try the roles in different orders
+        rounds = 0
         try:
             while not stop.is_set():
                 await self._renew()
+                await self._be_present()
+                rounds += 1
+                if rounds % REBALANCE_ROUNDS == 0:
+                    await self._rebalance()
                 await self._claim(order)
                 try:
                     async with asyncio.timeout(RENEW_S):
@@ -133,6 +150,59 @@ class Roles:
             for role in list(self.playing):
                 if failure := await self._stop_playing(role, release=True):
                     log.error("role.failed", extra={"role": role}, exc_info=failure)
+            await self._leave()
+
+    async def _be_present(self) -> None:
+        """Hold (or renew) a member slot: the others count this process in their shares."""
+        try:
+            if self._slot is not None:
+                key, revision = self._slot
+                self._slot = (key, await self.kv.update(key, self.holder.encode(), last=revision))
+                return
+            for n in range(MEMBER_SLOTS):
+                key = f"{self._members}.{n}"
+                try:
+                    self._slot = (key, await self.kv.create(key, self.holder.encode()))
+                    return
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue  # another process's slot
+        except nats.js.errors.KeyWrongLastSequenceError:
+            self._slot = None  # it expired and was taken: another slot next round
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("role.presence_deferred", extra={"error": repr(exc)})
+
+    async def _leave(self) -> None:
+        if self._slot is None:
+            return
+        key, revision = self._slot
+        try:
+            await self.kv.delete(key, last=revision)
+        except (nats.errors.Error, TimeoutError) as exc:  # it expires by itself
+            log.warning("role.leave_failed", extra={"error": repr(exc)})
+
+    async def _present(self) -> int | None:
+        """How many processes with these roles are present (None: cannot tell now)."""
+        count = 0
+        for n in range(MEMBER_SLOTS):
+            try:
+                await self.kv.get(f"{self._members}.{n}")
+                count += 1
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                continue
+            except (nats.errors.Error, TimeoutError):
+                return None
+        return count or None
+
+    async def _rebalance(self) -> None:
+        """Hand one role over when this process plays more than its share."""
+        present = await self._present()
+        if present is None or len(self.playing) <= math.ceil(len(self.plays) / present):
+            return
+        role = next(reversed(self.playing))  # the one taken last
+        log.info("role.handed_over", extra={"role": role, "holder": self.holder, "of": present})
+        self._handed_over[role] = time.monotonic() + HANDOVER_S
+        if failure := await self._stop_playing(role, release=True):
+            raise failure
 
     async def _renew(self) -> None:
         for role, playing in list(self.playing.items()):
@@ -168,7 +238,7 @@ class Roles:
 
     async def _claim(self, order: list[str]) -> None:
         for role in order:
-            if role in self.playing:
+            if role in self.playing or self._handed_over.get(role, 0.0) > time.monotonic():
                 continue
             if not await self._patient_enough(role):
                 continue

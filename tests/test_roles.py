@@ -83,6 +83,21 @@ async def test_two_processes_split_the_roles_and_one_leaving_hands_its_role_over
     assert not stage.who("t1-fanout") and not stage.who("t1-overdue")
 
 
+async def test_a_process_that_starts_late_gets_its_share_handed_over(hub: Hub) -> None:
+    kv, stage = await _bucket(hub), Stage()
+    roles = ("t6-fanout", "t6-checkpoints", "t6-overdue", "t6-check")
+    async with holding(kv, stage, "early", roles):
+        await eventually(lambda: all(stage.who(r) == ["early"] for r in roles), within=20)
+        async with holding(kv, stage, "late", roles):
+
+            def shared() -> bool:
+                players = [stage.who(r) for r in roles]
+                return all(players) and sum(p == ["late"] for p in players) == 2
+
+            await eventually(shared, within=30)  # two each, handed over gracefully
+    assert stage.overlaps == 0
+
+
 async def test_a_dead_holder_s_role_is_taken_once_its_lease_expires(hub: Hub) -> None:
     kv, stage = await _bucket(hub), Stage()
     await kv.create("t2-fanout", b"a process that was killed")  # never renewed, never released
