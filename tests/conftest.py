@@ -176,8 +176,10 @@ class Orgs:
     async def nc(self, name: str) -> Client:
         """The connection of ``name`` (opened once)."""
         if name not in self._open:
+            # fail fast on a wrong address, ride out a server restart as a real system does
+            # (five attempts gave up while a killed server recovered its store under load)
             self._open[name] = await connect_as(
-                self.settings, name, label=f"test-{name}", attempts=5
+                self.settings, name, label=f"test-{name}", attempts=5, reconnect_attempts=-1
             )
         return self._open[name]
 
