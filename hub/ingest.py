@@ -115,34 +115,35 @@ class Ingest:
         if items is None:
             return dump_reply(await self.handle(subject, raw))
         return BATCH_REPLY_ADAPTER.dump_json(
-            await self.handle_many(subject, items), exclude_none=True
+            await self.handle_many(subject, raw, items), exclude_none=True
         )
 
     async def handle_many(
-        self, subject: str, items: list[object]
+        self, subject: str, raw: bytes, items: list[tuple[object, bytes]]
     ) -> Answers | Rejected | Unavailable:
         """Each event of a batch checked and stored as if sent alone; answers in the same order.
 
-        Consecutive Art. 15 events are written together (each task checks its event and sends
-        its write before the next task starts, so JetStream stores them in the batch's order);
-        a case step waits for everything before it, as it is judged against its case. Each event
-        is accepted only once JetStream confirmed it.
+        ``items``: each event of the request ``raw``, parsed and as bytes. Consecutive Art. 15
+        events are written together (each task checks its event and sends its write before the
+        next task starts, so JetStream stores them in the batch's order); a case step waits for
+        everything before it, as it is judged against its case. Each event is accepted only once
+        JetStream confirmed it.
         """
         limit = self.settings.max_batch_events
         if len(items) > limit:
             publisher = self.wire.org_of_ingest(subject)
             error = explain("$", "batch_too_large", {"limit": limit, "count": len(items)})
-            return await self._reject(publisher, orjson.dumps(items), (error,))
+            return await self._reject(publisher, raw, (error,))
         replies: list[IngestReply] = []
         together: list[bytes] = []
-        for item in items:
-            together.append(orjson.dumps(item))
+        for item, body in items:
+            together.append(body)
             if _is_case_step(item):
                 *before, step = together
-                replies += await asyncio.gather(*(self.handle(subject, raw) for raw in before))
+                replies += await asyncio.gather(*(self.handle(subject, b) for b in before))
                 replies.append(await self.handle(subject, step))
                 together = []
-        replies += await asyncio.gather(*(self.handle(subject, raw) for raw in together))
+        replies += await asyncio.gather(*(self.handle(subject, b) for b in together))
         return Answers(results=tuple(replies))
 
     async def handle(self, subject: str, raw: bytes) -> IngestReply:
@@ -264,15 +265,21 @@ class Ingest:
         )
 
 
-def _batch(raw: bytes) -> list[object] | None:
-    """The events of a batch request (a JSON array), or None for a single event."""
+def _batch(raw: bytes) -> list[tuple[object, bytes]] | None:
+    """The events of a batch request (a JSON array), each parsed and as bytes; else None.
+
+    None answers the request as one message: a single event, not JSON, an empty array, or an
+    array too deeply nested to write out again (each is then rejected, with its reason).
+    """
     if not raw.lstrip()[:1] == b"[":
         return None
     try:
         items = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None  # answered as one message: not valid JSON
-    return items if isinstance(items, list) and items else None  # []: rejected as one message
+        if not isinstance(items, list) or not items:
+            return None
+        return [(item, orjson.dumps(item)) for item in items]
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return None
 
 
 def _is_case_step(item: object) -> bool:

@@ -20,6 +20,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
+import orjson
 import pytest
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
@@ -36,7 +37,7 @@ from hub.registry import Registry
 from hub.routing import recipients_for
 from hub.samples import PAYLOADS, sample_event
 from hub.service import running_hub
-from schemas.replies import REPLY_ADAPTER, Accepted, Rejected
+from schemas.replies import BATCH_REPLY_ADAPTER, Accepted, Answers, Rejected
 from tests.conftest import JETSTREAM_BYTES, UNLIMITED_RATE, credentials_store, run_seed
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(900)]
@@ -75,11 +76,21 @@ class BackgroundHub:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
 
-    async def send(self, raw: bytes) -> Accepted | Rejected:
+    async def send(self, raw: bytes) -> list[tuple[bytes, Accepted | Rejected]]:
+        """Each message the hub judged, as it kept it, with its answer.
+
+        A JSON array is a batch: each of its items is judged (and kept, re-serialized) alone.
+        """
         msg = await self.nc.request(self.settings.wire.ingest(PUBLISHER), raw, timeout=10)
-        reply = REPLY_ADAPTER.validate_json(msg.data)
-        assert isinstance(reply, Accepted | Rejected), reply  # "unavailable" would be a failure
-        return reply
+        reply = BATCH_REPLY_ADAPTER.validate_json(msg.data)
+        if isinstance(reply, Answers):
+            items = orjson.loads(raw)
+            judged = list(zip((orjson.dumps(i) for i in items), reply.results, strict=True))
+        else:
+            judged = [(raw, reply)]
+        for _, answer in judged:  # "unavailable" would be a failure
+            assert isinstance(answer, Accepted | Rejected), answer
+        return judged  # type: ignore[return-value]
 
     async def kept(self, seq: int) -> bytes:
         msg = await self.hub.js.get_msg(self.settings.wire.quarantine_stream, seq)
@@ -273,8 +284,11 @@ def test_every_generated_input_is_accepted_valid_or_rejected_with_reasons_and_ke
     @seed(run_seed())
     @given(INPUTS)
     def check(raw: bytes) -> None:
+        for judged, reply in background_hub.call(background_hub.send(raw)):
+            judge(judged, reply)
+
+    def judge(raw: bytes, reply: Accepted | Rejected) -> None:
         expected = acceptable(raw, registry)
-        reply = background_hub.call(background_hub.send(raw))
         if isinstance(reply, Accepted):
             assert expected, f"accepted although invalid: {raw[:200]!r}"
             stored = background_hub.call(background_hub.stored(reply.seq))
@@ -296,8 +310,7 @@ def test_every_generated_input_is_accepted_valid_or_rejected_with_reasons_and_ke
     check()
     # the hub still serves, and both outcomes were exercised many times
     valid = sample_event("other", PUBLISHER, datetime.now(UTC) - timedelta(minutes=1))
-    assert isinstance(
-        background_hub.call(background_hub.send(json.dumps(valid).encode())), Accepted
-    )
+    ((_, answer),) = background_hub.call(background_hub.send(json.dumps(valid).encode()))
+    assert isinstance(answer, Accepted)
     assert outcomes["accepted"] >= EXAMPLES // 50 and outcomes["rejected"] >= EXAMPLES // 2
     assert sum(outcomes.values()) >= EXAMPLES

@@ -173,3 +173,14 @@ async def test_an_id_sent_again_with_another_body_is_an_id_conflict(
     (error,) = other.errors
     assert (error.field, error.rule) == ("id", "id_conflict")
     assert "事件流序号 1" in error.message_zh and other.quarantine_seq == 1
+
+
+async def test_an_array_too_deep_to_write_out_again_is_rejected_whole_and_kept(
+    memory_settings: HubSettings, registry: Registry
+) -> None:
+    store = MemoryStore()
+    deep = b"[" * 300 + b"]" * 300  # readable, but deeper than orjson writes
+    reply = await ask(memory_settings, registry, store, "renqiu-scjg", deep)
+    assert isinstance(reply, Rejected) and reply.errors
+    assert store.quarantined[0][1] == deep  # kept as received
+    assert not store.events
