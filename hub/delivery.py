@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -32,6 +33,7 @@ from subscribers.consume import pull_batches
 log = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 1.0
+CLOCKS_APART_S = 1.0  # the server's clock and this one's
 
 
 class ForeignMessage(ValueError):
@@ -69,9 +71,9 @@ class FanOut:
         """Let a previous fan-out's unacknowledged events come back before any newer one.
 
         A fan-out that died mid-batch (this process before a crash, or another hub process)
-        leaves events delivered to it and unacknowledged; they come back ``ack_wait`` after that,
-        and JetStream hands out redeliveries before new events. Fetching at once would write
-        newer events first, out of acceptance order.
+        leaves events delivered to it and unacknowledged; they come back ``ack_wait`` after they
+        were last handed out, and JetStream hands out redeliveries before new events. Fetching at
+        once would write newer events first, out of acceptance order.
         """
         try:
             info = await self.js.consumer_info(self.wire.events_stream, self.wire.fanout_consumer)
@@ -81,6 +83,10 @@ class FanOut:
         if not info.num_ack_pending:
             return
         wait_s = info.config.ack_wait or 0.0
+        last = info.delivered.last_active if info.delivered else None
+        if last is not None:  # they come back ack_wait after they were last handed out
+            due = (last - datetime.now(UTC)).total_seconds() + wait_s + CLOCKS_APART_S
+            wait_s = min(wait_s, max(0.0, due))
         log.warning(
             "fanout.waiting_for_previous", extra={"pending": info.num_ack_pending, "wait_s": wait_s}
         )

@@ -10,8 +10,8 @@ last renewal, and another process takes it. A process that cannot renew stops pl
 lease can have expired, so two never play one role at once; one that stops gracefully deletes
 its keys, and the others take over at once.
 
-A process already playing roles waits a little longer before claiming a free one, so two
-processes started together split the roles between them. Each process is also present in a
+A process already playing roles looks twice before claiming a free one, so two processes started
+together tend to split the roles between them. Each process is also present in a
 member slot (a lease like the roles', shared by processes with the same roles); every few
 seconds one that plays more than its share (the roles over the members present, rounded up)
 hands one over gracefully, so a process that starts late, or comes back, gets its share.
@@ -253,7 +253,7 @@ class Roles:
             self._start_playing(role, revision)
 
     async def _patient_enough(self, role: str) -> bool:
-        """Claim at once when playing nothing; else only a role left free for a while."""
+        """Claim at once when playing nothing; else a role seen free twice (then see _rebalance)."""
         if not self.playing:
             return True
         try:
@@ -263,7 +263,7 @@ class Roles:
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
             now = time.monotonic()
             since = self._free_since.setdefault(role, now)
-            return now - since >= RENEW_S * (1 + 2 * len(self.playing))
+            return now - since >= RENEW_S  # free for a moment: not one being handed over
         except (nats.errors.Error, TimeoutError):
             return False
 

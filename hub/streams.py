@@ -144,6 +144,9 @@ def hub_consumers(settings: HubSettings) -> list[tuple[str, ConsumerConfig]]:
     ]
 
 
+HUB_ACK_WAIT_S = 10.0
+
+
 def hub_consumer_config(settings: HubSettings, name: str) -> ConsumerConfig:
     """One of the hub's own durable consumers; it retries a message until it is processed."""
     return ConsumerConfig(
@@ -152,7 +155,9 @@ def hub_consumer_config(settings: HubSettings, name: str) -> ConsumerConfig:
         description=f"枢纽 {name}",
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=settings.ack_wait_s,
+        # a batch takes the hub well under a second; what a process that died held comes back
+        # this long after it was handed out (fan-out after a failover waits for it: hub.delivery)
+        ack_wait=min(settings.ack_wait_s, HUB_ACK_WAIT_S),
         max_deliver=-1,  # never give up: an accepted event or a receipt must be processed
         max_ack_pending=settings.max_ack_pending * 4,
         num_replicas=settings.replicas,
