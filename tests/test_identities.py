@@ -87,6 +87,7 @@ def publish_attempts(settings: HubSettings) -> list[tuple[str, str]]:
         ("write straight into the events stream", w.event(PUBLISHER, "permit")),
         ("write its own event past ingest", w.event(ATTACKER, "other")),
         ("write a bundle for another township", w.deliver(VICTIM)),
+        ("forge an audit checkpoint", w.checkpoint_subject),
         ("write a bundle for itself", w.deliver(ATTACKER)),
         ("write into the quarantine", w.quarantine(PUBLISHER)),
         (
@@ -146,7 +147,9 @@ def subscribe_attempts(settings: HubSettings) -> list[tuple[str, str, str | None
 async def state_of(hub: Hub) -> dict[str, object]:
     """What the attacks aimed at: the streams, the victim's consumer, the ledger."""
     w = hub.settings.wire
-    streams = {s: (await hub.js.stream_info(s)).state.messages for s in w.streams}
+    # the audit stream grows by itself (the hub's checkpoints): forging one is an attempt above
+    kept = [s for s in w.streams if s != w.audit_stream]
+    streams = {s: (await hub.js.stream_info(s)).state.messages for s in kept}
     victim = await hub.js.consumer_info(w.deliveries_stream, w.delivery_consumer(VICTIM))
     configs = {s: (await hub.js.stream_info(s)).config.as_dict() for s in w.streams}
     return {
