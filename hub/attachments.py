@@ -10,7 +10,6 @@ received in a transfer cannot be transferred again (Art. 7).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from nats.js.object_store import ObjectStore
 from hub.cases.state import CaseKind, CaseState
 from hub.config import HubSettings
 from hub.errors import EventRejected
+from hub.replies import header_text, reply_with
 from schemas.case_common import MEDIA_TYPES, StoredAttachment
 from schemas.envelope import Event
 from schemas.rules import explain
@@ -206,16 +206,6 @@ class Attachments:
             await reply_with(msg, b"", {HEADER_ANSWER_ERROR: header_text(refusal)})
             return
         await reply_with(msg, found)
-
-
-async def reply_with(msg: Msg, body: bytes, headers: dict[str, str] | None = None) -> None:
-    """Reply to a request, with headers (``Msg.respond`` takes none)."""
-    await msg._client.publish(msg.reply, body, headers=headers)
-
-
-def header_text(text: str) -> str:
-    """A header value is one line of ASCII: the text travels JSON-escaped."""
-    return json.dumps(text, ensure_ascii=True)
 
 
 def _add(items: list[str], item: str) -> None:

@@ -16,10 +16,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from hub.attachments import header_text, reply_with
 from hub.ingest import Ingest
 from hub.metrics import HubMetrics
-from schemas.wire import HEADER_ANSWER_ERROR, Wire
+from hub.replies import answering
+from schemas.wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,12 @@ class IngestEndpoint:
     async def _answer(self, msg: Msg) -> None:
         started = time.perf_counter()
         try:
-            body = await self.ingest.answer(msg.subject, msg.data)
-            if msg.reply:
-                await msg.respond(body)
-        except Exception:
-            log.exception("ingest.failed", extra={"subject": msg.subject})
-            if msg.reply:
-                error = header_text("枢纽内部错误，已记录日志；请稍后重试")
-                await reply_with(msg, b"", {HEADER_ANSWER_ERROR: error})
+            await answering(self._respond)(msg)
         finally:
             self._slots.release()
             self.metrics.ingest_seconds.observe(time.perf_counter() - started)
+
+    async def _respond(self, msg: Msg) -> None:
+        body = await self.ingest.answer(msg.subject, msg.data)
+        if msg.reply:
+            await msg.respond(body)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import nats.errors
 from faststream.nats import NatsBroker
 from faststream.nats.security import NatsCredentials, NatsSecurity
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from hub.advisories import DeadLetters
-from hub.attachments import Attachments, header_text, reply_with
+from hub.attachments import Attachments
 from hub.audit.checkpoints import Checkpointer
 from hub.audit.trust import RecordTrust
 from hub.audit.watch import AuditWatch
@@ -40,12 +39,12 @@ from hub.reconcile import StoreCheck, StoreChecker
 from hub.registry import Registry
 from hub.rejections import Rejections
 from hub.rejections import follow as follow_rejections
+from hub.replies import answering
 from hub.roles import Play, Roles, roles_bucket
 from hub.streams import JetStreamStore
 from hub.timeliness import Clock
 from hub.web import WebState, web_app
 from hub.workdays import WorkdayCalendar
-from schemas.wire import HEADER_ANSWER_ERROR
 from subscribers.credentials import inbox_prefix
 from subscribers.serving import address, listening, serve_asgi
 
@@ -75,21 +74,6 @@ def new_broker(settings: HubSettings) -> NatsBroker:
         security=security,
         inbox_prefix=inbox_prefix(HUB),
     )
-
-
-def answering(handler: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
-    """A request handler that answers "internal error" (and logs why) instead of going silent."""
-
-    async def handle(msg: Msg) -> None:
-        try:
-            await handler(msg)
-        except Exception:
-            log.exception("endpoint.failed", extra={"subject": msg.subject})
-            if msg.reply:
-                error = header_text("枢纽内部错误，已记录日志；请稍后重试")
-                await reply_with(msg, b"", {HEADER_ANSWER_ERROR: error})
-
-    return handle
 
 
 @dataclass

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
+from hub.config import HubSettings
 from hub.envelope import load_quarantine
 from hub.errors import EventRejected
+from hub.identity import HUB
+from hub.ingest import Ingest
+from hub.ingest_endpoint import IngestEndpoint
+from hub.metrics import HubMetrics
+from hub.replies import INTERNAL_ERROR_ZH
 from hub.samples import sample_event
 from hub.service import Hub
+from schemas.wire import HEADER_ANSWER_ERROR
 from subscribers.publisher import Publisher
 from tests.conftest import Orgs
 from tests.helpers import stream_messages
@@ -94,3 +102,35 @@ async def test_accepted_reply_comes_after_the_event_is_in_the_stream(hub: Hub, o
     assert orjson.loads(stored.data or b"")["id"] == accepted.id
     assert stored.headers is not None
     assert stored.headers["Hub-Recipients"].split(",") == list(accepted.recipients)
+
+
+class BrokenIngest(Ingest):
+    """An ingest whose first answer fails inside the hub (a fault injected for the test)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def answer(self, subject: str, data: bytes) -> bytes:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("a fault inside the hub")
+        return b"answered"
+
+
+async def test_an_internal_failure_is_answered_and_the_endpoint_keeps_serving(
+    settings: HubSettings, orgs: Orgs
+) -> None:
+    ingest = BrokenIngest()
+    hub_nc = await orgs.nc(HUB)
+    endpoint = IngestEndpoint(hub_nc, settings.wire, ingest, HubMetrics())
+    await endpoint.open()
+    try:
+        publisher_nc = await orgs.nc("renqiu-scjg")
+        subject = settings.wire.ingest("renqiu-scjg")
+        failed = await publisher_nc.request(subject, b"{}", timeout=5)
+        assert json.loads((failed.headers or {})[HEADER_ANSWER_ERROR]) == INTERNAL_ERROR_ZH
+        answered = await publisher_nc.request(subject, b"{}", timeout=5)
+        assert answered.data == b"answered" and not answered.headers
+    finally:
+        await endpoint.close()
+    assert ingest.calls == 2
