@@ -37,6 +37,7 @@ from nats.js.api import ConsumerConfig, ConsumerInfo, KeyValueConfig, ObjectStor
 from hub.config import HubSettings
 from hub.errors import HubError, HubNotFound
 from hub.registry import Registry, load_registry
+from hub.roles import LEASE_S
 from hub.streams import delivery_consumer_config, hub_consumers, stream_configs
 from hub.timeliness import Clock
 
@@ -173,7 +174,7 @@ class Provisioner:
         )
 
     async def _ensure_buckets(self, js: JetStreamContext) -> None:
-        """The attachment store and its grants: created once, then kept undeletable."""
+        """The attachment store and its grants (created once, then kept undeletable); the leases."""
         wire, replicas = self.settings.wire, self.settings.replicas
         try:
             await js.object_store(wire.attachments_bucket)
@@ -190,6 +191,18 @@ class Provisioner:
                     bucket=wire.grants_bucket,
                     description="附件的使用权",
                     history=5,
+                    replicas=replicas,
+                )
+            )
+        try:
+            await js.key_value(wire.roles_bucket)
+        except nats.js.errors.BucketNotFoundError:
+            await js.create_key_value(
+                KeyValueConfig(
+                    bucket=wire.roles_bucket,
+                    description="枢纽各进程承担的角色（到期即释放的租约）",
+                    history=1,
+                    ttl=LEASE_S,
                     replicas=replicas,
                 )
             )
@@ -307,7 +320,7 @@ class Provisioner:
         )
 
     async def compare(self) -> list[Drift]:
-        """Every stream and consumer that is missing or differs from its declaration."""
+        """Every stream, bucket and consumer that is missing or differs from its declaration."""
         drift = []
         for declared in stream_configs(self.settings):
             try:
@@ -317,6 +330,11 @@ class Provisioner:
                 continue
             if fields := differences(declared, live.config, STREAM_FIELDS):
                 drift.append(Drift(f"stream {declared.name}", fields))
+        for bucket in self.settings.wire.bucket_streams:
+            try:
+                await self.reader.stream_info(bucket)
+            except nats.js.errors.NotFoundError:
+                drift.append(Drift(f"bucket {bucket}", ("missing",)))
         if any(d.fields == ("missing",) for d in drift):
             return drift
         wanted = self._consumers()

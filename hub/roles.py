@@ -33,12 +33,7 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
-from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
 from nats.js.kv import KeyValue
-
-from hub.errors import HubNotFound
-from schemas.wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -65,27 +60,6 @@ Seen = Callable[[str, bool], None]
 def holder_name() -> str:
     """This process, as the leases name it."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-async def roles_bucket(
-    js: JetStreamContext, wire: Wire, replicas: int, admin: JetStreamContext | None
-) -> KeyValue:
-    """The bucket of the leases (created with the admin identity when missing)."""
-    try:
-        return await js.key_value(wire.roles_bucket)
-    except nats.js.errors.BucketNotFoundError:
-        if admin is None:
-            raise HubNotFound("角色租约桶（需用管理身份创建）", wire.roles_bucket) from None
-    await admin.create_key_value(
-        KeyValueConfig(
-            bucket=wire.roles_bucket,
-            description="枢纽各进程承担的角色（到期即释放的租约）",
-            history=1,
-            ttl=LEASE_S,
-            replicas=replicas,
-        )
-    )
-    return await js.key_value(wire.roles_bucket)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from hub.registry import Registry
 from hub.rejections import Rejections
 from hub.rejections import follow as follow_rejections
 from hub.replies import answering
-from hub.roles import Play, Roles, roles_bucket
+from hub.roles import Play, Roles
 from hub.streams import JetStreamStore
 from hub.timeliness import Clock
 from hub.web import WebState, web_app
@@ -168,7 +168,7 @@ async def running_hub(
             plays["ledger-check"] = functools.partial(
                 audit.run_ledger, deep=deep, every_s=settings.deep_check_s
             )
-        kv = await roles_bucket(js, settings.wire, settings.replicas, admin)
+        kv = await js.key_value(settings.wire.roles_bucket)  # the provisioner made it
         roles = Roles(kv, plays, seen=metrics.role_seen)
         web = web_app(
             WebState(

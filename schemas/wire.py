@@ -182,6 +182,11 @@ class Wire:
         return (f"OBJ_{self.attachments_bucket}", f"KV_{self.grants_bucket}")
 
     @property
+    def bucket_streams(self) -> tuple[str, ...]:
+        """The streams behind every bucket the hub keeps (the store's and the leases)."""
+        return (*self.store_streams, f"KV_{self.roles_bucket}")
+
+    @property
     def streams(self) -> tuple[str, ...]:
         """Every stream the hub keeps."""
         return (

@@ -159,7 +159,7 @@ async def _delete_streams(settings: HubSettings) -> None:
     client = await connect_as(settings, ADMIN, label="test-cleanup")
     try:
         js = client.jetstream()
-        for stream in settings.wire.streams:
+        for stream in (*settings.wire.streams, *settings.wire.bucket_streams):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_stream(stream)
     finally:

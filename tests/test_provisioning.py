@@ -16,10 +16,12 @@ from nats.js.api import ConsumerConfig, ConsumerInfo
 
 import hub.provisioning
 from hub.config import HubSettings
+from hub.errors import HubNotFound
 from hub.identity import ADMIN
 from hub.ingest import utc_now
-from hub.provisioning import Provisioner
+from hub.provisioning import Drift, Provisioner
 from hub.registry import Registry, load_registry
+from hub.roles import LEASE_S
 from hub.samples import sample_event
 from tests.conftest import Orgs, _delete_streams, hub_running
 from tests.helpers import eventually
@@ -215,3 +217,20 @@ async def test_a_newcomer_to_the_registry_has_its_consumer_before_the_hub_routes
     assert seen == [("deliver-renqiu-xfjy", False)]  # written while the hub did not know it
     assert "renqiu-xfjy" in {o.id for o in keeper.registry.organisations}
     assert keeper.state.drift == ()
+
+
+async def test_the_leases_bucket_is_provisioned_and_its_absence_refused_without_admin(
+    settings: HubSettings, registry: Registry, admin: JetStreamContext
+) -> None:
+    wire = settings.wire
+    await provisioner(settings, registry, admin).ensure()
+    assert (await (await admin.key_value(wire.roles_bucket)).status()).ttl == LEASE_S
+    await admin.delete_key_value(wire.roles_bucket)
+
+    reading_only = Provisioner(settings, registry, admin, None, utc_now)
+    assert Drift(f"bucket KV_{wire.roles_bucket}", ("missing",)) in await reading_only.compare()
+    with pytest.raises(HubNotFound):
+        await reading_only.ensure()
+
+    await provisioner(settings, registry, admin).ensure()  # with the admin identity: made again
+    assert await reading_only.compare() == []
