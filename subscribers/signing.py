@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import secrets
@@ -78,14 +79,18 @@ class NkeySigner:
 
     seed: bytes
 
+    @functools.cached_property
+    def _pair(self) -> nkeys.KeyPair:
+        return nkeys.from_seed(bytearray(self.seed))  # once: deriving it costs a signature's time
+
     @property
     def public(self) -> str:
         """``ed25519:N…`` (or ``U…`` for a user's seed)."""
-        return f"{ED25519}:{bytes(nkeys.from_seed(bytearray(self.seed)).public_key).decode()}"
+        return f"{ED25519}:{bytes(self._pair.public_key).decode()}"
 
     def sign(self, data: bytes) -> str:
         """Sign with the seed."""
-        return base64.b64encode(nkeys.from_seed(bytearray(self.seed)).sign(data)).decode()
+        return base64.b64encode(self._pair.sign(data)).decode()
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,9 @@ class Sm2Signer:
     private_hex: str
     curve: dict[str, str] = field(default_factory=lambda: dict(SM2_CURVE))
 
+    @functools.cached_property
     def _crypt(self) -> sm2.CryptSM2:
-        curve = self.curve
+        curve = self.curve  # the public point once: a scalar multiplication in Python
         bare = sm2.CryptSM2(private_key=self.private_hex, public_key="", ecc_table=curve)
         point = bare._kg(int(self.private_hex, 16), curve["g"])
         return sm2.CryptSM2(private_key=self.private_hex, public_key=point, ecc_table=curve)
@@ -104,11 +110,11 @@ class Sm2Signer:
     @property
     def public(self) -> str:
         """``sm2:04`` followed by x and y in hex."""
-        return f"{SM2}:04{self._crypt().public_key}"
+        return f"{SM2}:04{self._crypt.public_key}"
 
     def sign(self, data: bytes) -> str:
         """Sign ``data`` with a fresh random ``k``."""
-        crypt = self._crypt()
+        crypt = self._crypt
         e = sm2_e(data, crypt.public_key, curve=self.curve)
         found: str | None = None
         while found is None:  # r = 0 or r + k = n: another k (GB/T 32918.2, 6.1 A3-A5)
@@ -141,8 +147,7 @@ def verify(public: str, data: bytes, signature: str) -> bool:
     try:
         raw = base64.b64decode(signature, validate=True)
         if algorithm == ED25519:
-            decoded = base64.b32decode(key + "=" * (-len(key) % 8))
-            nacl.signing.VerifyKey(decoded[1:33]).verify(data, raw)
+            _ed25519_key(key).verify(data, raw)
             return True
         if algorithm == SM2 and key.startswith("04"):
             crypt = sm2.CryptSM2(private_key="", public_key=key[2:])
@@ -150,6 +155,13 @@ def verify(public: str, data: bytes, signature: str) -> bool:
     except (ValueError, binascii.Error, nacl.exceptions.BadSignatureError):
         return False
     return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _ed25519_key(key: str) -> nacl.signing.VerifyKey:
+    """An NKey's verifying key, decoded once per key (every receipt and bundle is checked)."""
+    decoded = base64.b32decode(key + "=" * (-len(key) % 8))
+    return nacl.signing.VerifyKey(decoded[1:33])
 
 
 def signing_input(subject: str, msg_id: str, body: bytes) -> bytes:
