@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 
 from hub.errors import HubUnavailable
 from hub.ledger import EventRow, Ledger
+from hub.periodic import Schedule, repeat
 from hub.streams import read_stream, stream_gaps
 from hub.timeliness import Clock
 from schemas.wire import HEADER_MSG_ID, Wire
@@ -106,27 +107,26 @@ class StoreChecker:
 
         A database or NATS hiccup is logged and tried again shortly; it never stops the hub.
         """
-        next_full = 0.0
         loop = asyncio.get_running_loop()
-        while not stop.is_set():
+        next_full = 0.0
+
+        async def once() -> None:
+            nonlocal next_full
             full = loop.time() >= next_full
-            try:
-                async with asyncio.timeout(CHECK_TIMEOUT_S):
-                    await self.check(full=full)
-            except Trouble as exc:
-                self.outcome.trouble = f"{type(exc).__name__}: {exc}"
-                log.warning("reconcile.deferred", extra={"error": self.outcome.trouble})
-                pause = min(RETRY_PAUSE_S, quick_every_s)
-            else:
-                self.outcome.trouble = None
-                if full:
-                    next_full = loop.time() + full_every_s
-                pause = quick_every_s
-            try:
-                async with asyncio.timeout(pause):
-                    await stop.wait()
-            except TimeoutError:
-                continue
+            await self.check(full=full)
+            if full:
+                next_full = loop.time() + full_every_s
+
+        schedule = Schedule(
+            pause=lambda _took: quick_every_s,
+            retry_s=min(RETRY_PAUSE_S, quick_every_s),
+            timeout_s=CHECK_TIMEOUT_S,
+            trouble=Trouble,
+        )
+        await repeat(stop, once, schedule, self._noted, "reconcile.deferred")
+
+    def _noted(self, trouble: str | None) -> None:
+        self.outcome.trouble = trouble
 
     async def check(self, *, full: bool) -> list[EventRow]:
         """Run one check, log what is newly missing and keep the result."""

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from hub.audit.record import Verification, genesis_key, verify_live
 from hub.audit.trust import RecordTrust
+from hub.periodic import Schedule, repeat
 from hub.recompute import RowDifference
 from hub.timeliness import Clock
 from schemas.wire import Wire
@@ -100,7 +101,7 @@ class AuditWatch:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Verify after ``every_s`` (at most a minute), then every ``every_s``; retry trouble."""
-        await _every(stop, self.every_s, self.check, self.state, "trouble")
+        await _every(stop, self.every_s, self.check, self._noted("trouble"), "audit.deferred")
 
     async def run_ledger(self, stop: asyncio.Event, deep: DeepCheck, every_s: float) -> None:
         """Recompute the ledger after ``every_s`` (at most a minute), then every ``every_s``.
@@ -108,7 +109,11 @@ class AuditWatch:
         Not at once: a process that starts, or takes the role over from one that died, has a
         backlog to serve first, and a check re-reads the whole record.
         """
-        await _every(stop, every_s, lambda: self.check_ledger(deep), self.state, "ledger_trouble")
+        check, noted = (lambda: self.check_ledger(deep)), self._noted("ledger_trouble")
+        await _every(stop, every_s, check, noted, "audit.ledger_check_deferred")
+
+    def _noted(self, trouble: str) -> Callable[[str | None], None]:
+        return lambda text: setattr(self.state, trouble, text)
 
 
 DeepCheck = Callable[[], Awaitable[list[RowDifference]]]
@@ -118,31 +123,15 @@ async def _every(
     stop: asyncio.Event,
     every_s: float,
     check: Callable[[], Awaitable[object]],
-    state: AuditState,
-    trouble: str,
+    noted: Callable[[str | None], None],
+    event: str,
 ) -> None:
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(min(every_s, FIRST_CHECK_S)):
-            await stop.wait()
-        return
-    except TimeoutError:
-        pass
-    while not stop.is_set():
-        started = loop.time()
-        try:
-            async with asyncio.timeout(VERIFY_TIMEOUT_S):
-                await check()
-        except (TimeoutError, nats.errors.Error, DBAPIError, OSError) as exc:
-            setattr(state, trouble, f"{type(exc).__name__}: {exc}")
-            log.warning("audit.deferred", extra={"check": trouble, "error": repr(exc)})
-            pause = min(RETRY_PAUSE_S, every_s)
-        else:
-            setattr(state, trouble, None)
-            # a check re-reads the whole record: never let it take more than its share of the hub
-            pause = max(every_s, (loop.time() - started) * IDLE_FACTOR)
-        try:
-            async with asyncio.timeout(pause):
-                await stop.wait()
-        except TimeoutError:
-            continue
+    schedule = Schedule(
+        # a check re-reads the whole record: never let it take more than its share of the hub
+        pause=lambda took: max(every_s, took * IDLE_FACTOR),
+        retry_s=min(RETRY_PAUSE_S, every_s),
+        timeout_s=VERIFY_TIMEOUT_S,
+        trouble=(TimeoutError, nats.errors.Error, DBAPIError, OSError),
+        first_after_s=min(every_s, FIRST_CHECK_S),
+    )
+    await repeat(stop, check, schedule, noted, event)
