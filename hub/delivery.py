@@ -10,6 +10,7 @@ Recipients not entitled to the complainant's personal data get the event without
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from nats.js.api import PubAck
 from hub.audit.trust import RecordTrust
 from hub.config import HubSettings, bundle_bytes
 from hub.envelope import Item, dump_bundle, without_complainant
+from hub.periodic import stopped_within
 from schemas.wire import (
     HEADER_MSG_ID,
     HEADER_PERSONAL_DATA_TO,
@@ -59,11 +61,7 @@ class FanOut:
         )
         try:
             async for msgs in pull_batches(sub, stop, batch=self.batch):
-                try:
-                    await self.deliver(msgs)
-                except nats.errors.Error as exc:
-                    # connection lost mid-batch: unacked events come back after the ack wait
-                    log.warning("fanout.batch_interrupted", extra={"error": repr(exc)})
+                await self.deliver(msgs, stop)
         finally:
             await sub.unsubscribe()
 
@@ -96,8 +94,14 @@ class FanOut:
         except TimeoutError:
             pass
 
-    async def deliver(self, msgs: list[Msg]) -> None:
-        """Write the bundles of a batch of events, then acknowledge the batch (or retry it)."""
+    async def deliver(self, msgs: list[Msg], stop: asyncio.Event) -> None:
+        """Write the bundles of a batch of events, then acknowledge the batch.
+
+        A bundle JetStream did not confirm is written again (its de-duplication id makes a repeat
+        harmless), and nothing newer is fetched meanwhile: a recipient's events never overtake
+        each other, whatever fails. When ``stop`` is set first, the batch is left unacknowledged
+        and comes back, before anything newer, to whoever plays fan-out next.
+        """
         items: dict[str, list[Item]] = {}
         accepted = []
         for msg in msgs:
@@ -110,22 +114,31 @@ class FanOut:
                 await msg.term()  # not written by the hub's ingest: nothing was accepted
                 continue
             accepted.append(msg)
-        futures = [
-            await self.js.publish_async(
-                subject,
-                body,
-                headers=self.trust.bundle_headers(subject, msg_id, body),
-            )
+        unconfirmed = [
+            (subject, msg_id, body)
             for recipient, bundle in items.items()
             for subject in (self.wire.deliver(recipient),)
             for msg_id, body in self.bundles(recipient, bundle)
         ]
-        stored = await self._stored(futures)
+        while unconfirmed := await self._write(unconfirmed):
+            log.warning("fanout.bundles_again", extra={"bundles": len(unconfirmed)})
+            await _keep(accepted)
+            if await stopped_within(stop, RETRY_DELAY_S):
+                return
         for msg in accepted:
-            if len(stored) == len(futures):
-                await msg.ack()
-            else:
-                await msg.nak(delay=RETRY_DELAY_S)
+            await msg.ack()
+
+    async def _write(self, bundles: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
+        """Write ``bundles``; those JetStream did not confirm."""
+        futures = []
+        try:
+            for subject, msg_id, body in bundles:
+                headers = self.trust.bundle_headers(subject, msg_id, body)
+                futures.append(await self.js.publish_async(subject, body, headers=headers))
+        except nats.errors.Error as exc:  # the connection is away: the rest are not sent
+            log.warning("fanout.batch_interrupted", extra={"error": repr(exc)})
+        stored = await self._stored(futures)
+        return [b for b, f in itertools.zip_longest(bundles, futures) if f not in stored]
 
     async def _stored(self, futures: list[asyncio.Future[PubAck]]) -> set[asyncio.Future[PubAck]]:
         """The bundles JetStream confirmed within one deadline for the whole batch."""
@@ -178,3 +191,12 @@ class FanOut:
             msg_id = self.wire.bundle_msg_id(chunk[0].seq, chunk[-1].seq, part, recipient)
             yield msg_id, dump_bundle(recipient, chunk)
             part, start = part + 1, end
+
+
+async def _keep(msgs: list[Msg]) -> None:
+    """Tell JetStream the batch is still being worked on (its redelivery waits)."""
+    try:
+        for msg in msgs:
+            await msg.in_progress()
+    except nats.errors.Error as exc:  # away: they come back after the ack wait, in order
+        log.warning("fanout.keep_failed", extra={"error": repr(exc)})

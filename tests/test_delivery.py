@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from hub.config import HubSettings
 from hub.registry import OrgKind, Registry
 from hub.samples import sample_event
 from hub.service import Hub
@@ -16,7 +17,7 @@ from schemas.complaint_outcome import ComplaintOutcome
 from schemas.envelope import Event
 from schemas.statistics import Statistics
 from subscribers.recipient import Delivery
-from tests.conftest import Orgs
+from tests.conftest import Orgs, hub_running
 from tests.helpers import (
     eventually,
     fanned_out,
@@ -192,3 +193,38 @@ async def test_handler_that_recovers_is_acknowledged_once(hub: Hub, orgs: Orgs) 
         ("failed", 1, key),
         ("acknowledged", 2, key),
     ]
+
+
+async def test_a_bundle_jetstream_did_not_confirm_is_written_again_before_anything_newer(
+    settings: HubSettings, registry: Registry, orgs: Orgs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as in production, the fan-out gives up waiting for a confirmation (2 s here, 5 s there)
+    # well before JetStream would hand the batch out again (10 s)
+    patient = settings.model_copy(update={"ack_wait_s": 10.0, "request_timeout_s": 2.0})
+    recipient = "renqiu-beihan"
+    async with hub_running(patient, registry) as hub:
+        subject = hub.settings.wire.deliver(recipient)
+        publish_async = hub.js.publish_async
+        lost: list[str] = []
+
+        async def losing_the_first(to: str, payload: bytes = b"", **options: Any) -> Any:
+            if to == subject and not lost:  # as if the message or its answer went missing
+                lost.append(to)
+                return asyncio.get_running_loop().create_future()  # never answered
+            return await publish_async(to, payload, **options)
+
+        monkeypatch.setattr(hub.js, "publish_async", losing_the_first)
+        pub = await orgs.publisher("renqiu-scjg")
+        now = datetime.now(UTC)
+        keys = []
+        for n in range(30):  # the fan-out waits on the lost bundle while these are accepted
+            accepted = await pub.publish(
+                sample_event("permit", "renqiu-scjg", now, n, recipients=(recipient,))
+            )
+            keys.append(f"{accepted.source}/{accepted.id}")
+        await eventually(lambda: fanned_out(hub, recipient, 30), within=60)
+        async with receiving(hub.settings, [recipient]) as inboxes:
+            await eventually(lambda: len(inboxes[recipient].keys) >= 30, within=30)
+            await eventually(lambda: settled(hub, [recipient]))
+    assert lost == [subject]
+    assert inboxes[recipient].keys == keys  # the lost one first, then the rest, once each
