@@ -7,8 +7,9 @@ Per recipient (refreshed from an ops snapshot at every scrape, so they equal the
 ``hub_events_accepted_total`` by category, ``hub_rejected_total`` by publisher and rule,
 ``hub_events_missing`` (accepted events the events stream no longer holds, per the store check)
 ``hub_store_check_ok`` (1 when the latest check could run), ``hub_config_drift`` and
-``hub_config_drift_seen`` (streams and consumers changed behind the hub's back). FastStream's
-Prometheus middleware adds the broker's own message metrics to the same registry.
+``hub_config_drift_seen`` (streams and consumers changed behind the hub's back),
+``hub_consumers_to_write`` (organisations' consumers still being written after start-up: fan-out
+waits for them), ``hub_ingest_seconds`` and ``hub_role`` (the roles this process plays).
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ class HubMetrics:
             "Drifted streams and consumers seen since the hub started (repaired when allowed)",
             registry=self.registry,
         )
+        self.consumers_to_write = Gauge(
+            "hub_consumers_to_write",
+            "Organisations' consumers still being written after start-up (fan-out paused until 0)",
+            registry=self.registry,
+        )
         self.store_check_ok = Gauge(
             "hub_store_check_ok",
             "1 when the latest store check ran, 0 when it could not (database or NATS away)",
@@ -193,6 +199,7 @@ class HubMetrics:
         self.store_check_ok.set(0 if store_check.trouble else 1)
         self.config_drift.set(len(config.drift))
         self.config_drift_seen.set(len(config.history))
+        self.consumers_to_write.set(config.consumers_to_write)
         for gauge in self.gauges.values():
             gauge.clear()
         for org in snapshot.orgs:

@@ -99,6 +99,7 @@ class ConfigState:
     checked_at: datetime | None = None
     trouble: str | None = None
     history: list[Drift] = field(default_factory=list)  # every drift seen since start-up
+    consumers_to_write: int = 0  # organisations' consumers still being written: fan-out paused
 
 
 def _value(config: Any, name: str) -> Any:
@@ -261,6 +262,7 @@ class Provisioner:
         if len(theirs) > WAIT_FOR:
             await self._pause_fanout(js)
             self.deferred = theirs
+            self.state.consumers_to_write = len(theirs)
             log.info("consumers.deferred", extra={"count": len(theirs)})
             return len(own)
         await self._write(js, theirs)
@@ -313,6 +315,7 @@ class Provisioner:
             await self._pause_fanout(self.admin)
             await self._write(self.admin, chunk)
             del self.deferred[: len(chunk)]
+            self.state.consumers_to_write = len(self.deferred)
         await self._resume_fanout(self.admin)
         log.info(
             "consumers.caught_up",

@@ -103,7 +103,11 @@ def web_app(state: WebState) -> ASGIApp:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        checks = {"nats": await _nats_ready(state.nc), "ledger": await _ledger_ready(state.ledger)}
+        checks = {
+            "nats": await _nats_ready(state.nc),
+            "ledger": await _ledger_ready(state.ledger),
+            "fanout": await _fanout_ready(state.nc, state.settings),
+        }
         return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
 
     async def ops_page(request: Request) -> Response:
@@ -167,6 +171,20 @@ async def _nats_ready(nc: Client) -> bool:
     except (TimeoutError, nats.errors.Error):
         return False
     return True
+
+
+async def _fanout_ready(nc: Client, settings: HubSettings) -> bool:
+    """Fan-out is not paused (as while organisations' consumers are written after start-up).
+
+    Asked of the server, so every hub process answers alike, whichever writes the consumers.
+    """
+    wire = settings.wire
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            info = await nc.jetstream().consumer_info(wire.events_stream, wire.fanout_consumer)
+    except (TimeoutError, nats.errors.Error):
+        return False
+    return not info.paused
 
 
 async def _ledger_ready(ledger: Ledger) -> bool:
@@ -266,6 +284,7 @@ def config_document(config: ConfigState) -> dict[str, Any]:
         "repaired": config.repaired,
         "seen": [{"what": d.what, "fields": list(d.fields)} for d in config.history[-20:]],
         "trouble": config.trouble,
+        "consumers_to_write": config.consumers_to_write,
     }
 
 

@@ -99,7 +99,8 @@ def _sample(text: str, name: str) -> float:
 async def test_health_and_readiness(hub: Hub) -> None:
     assert (await scrape(hub, "/healthz")).json() == {"status": "ok"}
     ready = await scrape(hub, "/readyz")
-    assert ready.status_code == 200 and ready.json() == {"nats": True, "ledger": True}
+    assert ready.status_code == 200
+    assert ready.json() == {"nats": True, "ledger": True, "fanout": True}
 
 
 async def test_a_recipient_offline_in_the_evening_is_at_risk(

@@ -24,7 +24,7 @@ from hub.registry import Registry, load_registry
 from hub.roles import LEASE_S
 from hub.samples import sample_event
 from tests.conftest import Orgs, _delete_streams, hub_running
-from tests.helpers import eventually
+from tests.helpers import eventually, scrape
 
 pytestmark = pytest.mark.connected
 
@@ -176,6 +176,12 @@ async def test_events_accepted_before_the_consumers_exist_wait_and_are_delivered
 
             await eventually(held_at_fanout)
             assert (await js.stream_info(wire.deliveries_stream)).state.messages == 0
+            ready = await scrape(running, "/readyz")  # ops see why nothing is delivered
+            assert ready.status_code == 503 and ready.json()["fanout"] is False
+            config = (await scrape(running, "/api/ops")).json()["config"]
+            assert config["consumers_to_write"] == len(registry.organisations)
+            gauge = f"hub_consumers_to_write {len(registry.organisations)}.0"
+            assert gauge in (await scrape(running)).text
         finally:
             written.set()
 
@@ -187,6 +193,8 @@ async def test_events_accepted_before_the_consumers_exist_wait_and_are_delivered
             return bool(info.num_pending == 1)
 
         await eventually(delivered, within=30)
+        assert (await scrape(running, "/readyz")).status_code == 200
+        assert (await scrape(running, "/api/ops")).json()["config"]["consumers_to_write"] == 0
     assert running.config_state.trouble is None
 
 
