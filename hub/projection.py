@@ -183,10 +183,11 @@ class Projector:
         """Follow both streams until ``stop`` is set."""
         async with asyncio.TaskGroup() as tasks:
             for stream in (self.wire.events_stream, self.wire.receipts_stream):
-                apply = applier(self.ledger, self.wire, stream, self.trust, self.receipt_time)
-                tasks.create_task(self._follow(stream, apply, stop))
+                tasks.create_task(self.follow(stream, stop))
 
-    async def _follow(self, stream: str, apply: Apply, stop: asyncio.Event) -> None:
+    async def follow(self, stream: str, stop: asyncio.Event) -> None:
+        """Apply ``stream``'s new messages until ``stop`` is set."""
+        apply = applier(self.ledger, self.wire, stream, self.trust, self.receipt_time)
         sub = await self.js.pull_subscribe_bind(durable=self.wire.ledger_consumer, stream=stream)
         try:
             async for msgs in pull_batches(sub, stop, batch=512):

@@ -1,10 +1,12 @@
 """Roles one hub process plays at a time, held through expiring leases in a NATS KV bucket.
 
-Several ``hub serve`` processes share the work: ingest is a queue group and the ledger projection
-one durable consumer whose writes are idempotent, so every process takes part in both. Fan-out
-must have a single writer, or a recipient's bundles would interleave out of acceptance order; the
-overdue watch and the deep ledger check need no twin. Each such role is a key of the bucket: the
-process that creates the key plays the role and renews the key every ``RENEW_S``; the bucket's
+Several ``hub serve`` processes share the work: ingest is a queue group, so every process takes
+part. Fan-out must have a single writer, or a recipient's bundles would interleave out of
+acceptance order; the ledger projection of each stream has one writer too (its writes are
+idempotent, but processes taking turns on one SQLite writer spend more and write smaller
+batches); the overdue watch and the deep ledger check need no twin. Each such role is a key of
+the bucket: the process that creates the key plays the role and renews the key every
+``RENEW_S``; the bucket's
 TTL removes a key nobody renewed, so the role of a process that died is free ``LEASE_S`` after its
 last renewal, and another process takes it. A process that cannot renew stops playing before its
 lease can have expired, so two never play one role at once; one that stops gracefully deletes
@@ -48,6 +50,8 @@ ROLE_ZH = {
     "fanout": "扇出投递",
     "checkpoints": "审计检查点",
     "overdue": "案件期限监测",
+    "ledger-events": "台账登记事件",
+    "ledger-receipts": "台账登记回执",
     "ledger-check": "台账重算核对",
 }
 

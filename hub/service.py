@@ -155,13 +155,20 @@ async def running_hub(
         )
         stack.push_async_callback(refused.unsubscribe)
         # one process at a time: fan-out (each recipient's order), checkpoints, the overdue watch,
-        # the deep check; every process: ingest, the projection (idempotent), the rest (hub.roles)
+        # the ledger projection of each stream, the deep check; every process: ingest and the
+        # rest (hub.roles)
         plays: dict[str, Play] = {
             "fanout": FanOut(js, settings, trust).run,
             "checkpoints": checkpointer.run,  # a second writer would redo the work and lose
         }
         if settings.project_ledger:
             plays["overdue"] = OverdueWatch(desk, ledger, clock, settings.case_watch_s).run
+            # one writer per stream: processes taking turns on one SQLite writer cost more CPU
+            # and smaller batches; every write is idempotent, so a takeover may repeat a batch
+            projector = Projector(js, settings, ledger, trust, receipt_time=receipt_time)
+            wire = settings.wire
+            plays["ledger-events"] = functools.partial(projector.follow, wire.events_stream)
+            plays["ledger-receipts"] = functools.partial(projector.follow, wire.receipts_stream)
             deep = functools.partial(
                 deep_check, js, settings.wire, ledger, trust, receipt_time=receipt_time
             )
@@ -192,9 +199,6 @@ async def running_hub(
             raise ConfigError("HUB_WEB_PORT", f"cannot listen on {where}: {exc.strerror}") from exc
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
-            if settings.project_ledger:
-                projector = Projector(js, settings, ledger, trust, receipt_time=receipt_time)
-                tasks.create_task(projector.run(stop))
             tasks.create_task(roles.run(stop))
             tasks.create_task(DeadLetters(js, settings, trust).run(stop))
             tasks.create_task(provisioner.run(stop))

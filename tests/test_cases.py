@@ -322,7 +322,13 @@ async def test_attachments_are_type_checked_size_limited_and_only_for_the_cases_
     assert await land.fetch(files[1]["sha256"]) == cs.pdf("60 inspection record")
     with pytest.raises(AttachmentRefused):
         await stranger.fetch(files[1]["sha256"])
-    # the receiver lists its open cases with their deadlines, in Chinese
+
+    # the receiver lists its open cases with their deadlines, in Chinese (from the ledger, which
+    # follows the events stream: a moment behind)
+    async def listed_once() -> bool:
+        return len(await land.cases(open_only=True)) == 1
+
+    await eventually(listed_once)
     [listed] = await land.cases(open_only=True)
     assert (
         listed["case"] == f"{TOWNSHIP}/LH-2026-060" and listed["status_zh"] == "待书面告知受理情况"

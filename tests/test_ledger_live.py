@@ -222,9 +222,15 @@ async def test_the_ledger_can_be_kept_by_a_process_of_its_own(
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(follow_ledger(split, stop))
             await eventually(lambda: _counts_are(hub.ledger, {"acknowledged": 1}), within=10)
+            # the receipt may be applied before its event: the row has its day once both are
+            await eventually(lambda: _has_rows(split, accepted.id), within=10)
             stop.set()
     (row,) = await _rows_of(split, accepted.id)
     assert row.recipient == FLAKY and row.state == "acknowledged"
+
+
+async def _has_rows(settings: HubSettings, event_id: str) -> bool:
+    return bool(await _rows_of(settings, event_id))
 
 
 async def _rows_of(settings: HubSettings, event_id: str) -> list[DeliveryRow]:

@@ -295,4 +295,11 @@ async def test_the_ops_page_says_which_roles_this_hub_process_plays(hub: Hub) ->
     await eventually(all_played, within=10)  # one process: it plays every role
     roles = (await scrape(hub, "/api/ops")).json()["roles"]
     assert roles["holder"] == hub.roles.holder
-    assert set(roles["playing"]) == {"扇出投递", "审计检查点", "案件期限监测", "台账重算核对"}
+    assert set(roles["playing"]) == {
+        "扇出投递",
+        "审计检查点",
+        "案件期限监测",
+        "台账登记事件",
+        "台账登记回执",
+        "台账重算核对",
+    }

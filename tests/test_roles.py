@@ -24,7 +24,7 @@ from tests.helpers import HUB, PUBLISHER, RECIPIENT, eventually, hub_environment
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(120)]
 
-ROLES = ("fanout", "checkpoints", "overdue", "ledger-check")  # those of hub serve
+ROLES = ("fanout", "checkpoints", "overdue", "ledger-events", "ledger-receipts", "ledger-check")
 
 
 class Stage:
