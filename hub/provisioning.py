@@ -184,29 +184,23 @@ class Provisioner:
                 wire.attachments_bucket,
                 ObjectStoreConfig(description="案件附件（以 SHA-256 命名）", replicas=replicas),
             )
-        try:
-            await js.key_value(wire.grants_bucket)
-        except nats.js.errors.BucketNotFoundError:
-            await js.create_key_value(
-                KeyValueConfig(
-                    bucket=wire.grants_bucket,
-                    description="附件的使用权",
-                    history=5,
-                    replicas=replicas,
-                )
-            )
-        try:
-            await js.key_value(wire.roles_bucket)
-        except nats.js.errors.BucketNotFoundError:
-            await js.create_key_value(
-                KeyValueConfig(
-                    bucket=wire.roles_bucket,
-                    description="枢纽各进程承担的角色（到期即释放的租约）",
-                    history=1,
-                    ttl=LEASE_S,
-                    replicas=replicas,
-                )
-            )
+        buckets = [
+            KeyValueConfig(
+                bucket=wire.grants_bucket, description="附件的使用权", history=5, replicas=replicas
+            ),
+            KeyValueConfig(
+                bucket=wire.roles_bucket,
+                description="枢纽各进程承担的角色（到期即释放的租约）",
+                history=1,
+                ttl=LEASE_S,
+                replicas=replicas,
+            ),
+        ]
+        for bucket in buckets:
+            try:
+                await js.key_value(bucket.bucket)
+            except nats.js.errors.BucketNotFoundError:
+                await js.create_key_value(bucket)
         for stream in wire.store_streams:
             config = (await js.stream_info(stream)).config
             if not config.deny_delete:  # evidence of a case: no single message is removed
