@@ -31,7 +31,7 @@ from nats.js import JetStreamContext
 from schemas.envelope import Event
 from schemas.wire import Wire
 from subscribers.connection import connect
-from subscribers.consume import pull_batches
+from subscribers.consume import READER_IDLE_WAIT_S, pull_batches
 from subscribers.credentials import read_credentials, seed_of
 from subscribers.recipient import Delivery, Recipient
 from subscribers.signing import NkeySigner
@@ -90,7 +90,8 @@ async def _ack_all(
     js: JetStreamContext, stream: str, consumer: str, stop: asyncio.Event, lags: list[float]
 ) -> None:
     sub = await js.pull_subscribe_bind(durable=consumer, stream=stream)
-    async for msgs in pull_batches(sub, stop, batch=256):
+    # renewed as the SDK renews an organisation's reader, so that both pay the same idle cost
+    async for msgs in pull_batches(sub, stop, batch=256, idle_wait_s=READER_IDLE_WAIT_S):
         for msg in msgs:
             await msg.ack()
             if sent := (msg.headers or {}).get(SENT_HEADER):

@@ -48,7 +48,7 @@ from schemas.wire import (
     Wire,
 )
 from subscribers.connection import credentials_of, identity_of
-from subscribers.consume import IDLE_WAIT_S, pull_batches
+from subscribers.consume import READER_IDLE_WAIT_S, pull_batches
 from subscribers.credentials import seed_of
 from subscribers.errors import HubKeyMissing, HubNotFound, ReaderConflict, check_identity
 from subscribers.signing import (
@@ -175,7 +175,8 @@ class Recipient:
         """
         sub = await self.prepare()
         try:
-            async for msgs in pull_batches(sub, stop, batch=self.batch):
+            reading = pull_batches(sub, stop, batch=self.batch, idle_wait_s=READER_IDLE_WAIT_S)
+            async for msgs in reading:
                 try:
                     await self.process(msgs, handler)
                 except nats.errors.Error as exc:
@@ -218,13 +219,13 @@ class Recipient:
     async def _check_alone(self, consumer: str, info: ConsumerInfo) -> None:
         """Refuse to share the consumer with a reader that is already pulling from it.
 
-        A live reader always has a pull request waiting (renewed every ``IDLE_WAIT_S``); one left
-        by a reader that has just stopped expires within that time, so a second look tells them
-        apart.
+        A live reader always has a pull request waiting (renewed every ``READER_IDLE_WAIT_S``); one
+        left by a reader that has just stopped expires within that time, so a second look tells
+        them apart.
         """
         if not info.num_waiting:
             return
-        await asyncio.sleep(IDLE_WAIT_S + SETTLE_S)  # let a departed reader's requests expire
+        await asyncio.sleep(READER_IDLE_WAIT_S + SETTLE_S)  # a departed reader's request expires
         again = await self._consumer_info(consumer)
         if again.num_waiting:
             raise ReaderConflict(self.org, int(again.num_waiting))
