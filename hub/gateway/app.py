@@ -84,9 +84,17 @@ class Sessions:
             return self._pulling[org]
 
     async def close(self) -> None:
-        """Close every connection (fetched bundles without receipts come back later)."""
+        """Close every connection (fetched bundles without receipts come back later).
+
+        Not ``drain``: it waits for every subscription's queue to empty, and a pull subscription
+        keeps the status message of an expired request nobody reads: 30 s (its timeout) a close.
+        """
         for nc in self._connections.values():
-            await nc.drain()
+            try:
+                await nc.flush()  # what was sent has reached the server
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("gateway.flush_failed", extra={"error": repr(exc)})
+            await nc.close()
         self._connections.clear()
 
 
