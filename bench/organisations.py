@@ -11,11 +11,13 @@ its county's department and delivered to that county's 20 townships:
 
 - **hub** (``bench.suite.scaling``): nats-server, ``hub serve`` with the registry, the SDK farm
   (every township on a connection of its own), each department publishing on its own connection;
-  deliveries/s until the ledger holds every receipt, accepted events/s, and start-up: from
-  ``hub serve``'s start until the last township's consumer and the ledger's exist.
+  the clock starts once every township is pulling (the farm's connections are open): deliveries/s
+  until the ledger holds every receipt, accepted events/s until the last event is accepted; and
+  start-up: from ``hub serve``'s start until the last township's consumer and the ledger's exist.
 - **raw** (``bench.suite.raw_scaling``): nats-py alone, one stream and a durable pull consumer per
   township filtered to its county's subject, the consumers on one connection in a process of
-  their own; deliveries/s until every consumer has acknowledged everything.
+  their own; deliveries/s from the moment every consumer is pulling until every consumer has
+  acknowledged everything.
 
 "Per organisation" is deliveries/s divided by the 20 organisations each event is delivered to
 (its county's townships), the same at every size: the rate at which each recipient of an event
