@@ -237,9 +237,14 @@ def ops_document(
             "full_checked_at": when(store_check.full_checked_at),
             "missing": None if store_check.missing is None else len(store_check.missing),
             "examples": _masked((store_check.missing or ())[:5]),
-            "trouble": store_check.trouble,
+            "trouble": _masked_text(store_check.trouble),
         },
     }
+
+
+def _masked_text(text: str | None) -> str | None:
+    """An error's text as people may see it: it may quote an event key, which may quote a number."""
+    return None if text is None else mask_text(text)
 
 
 def _masked(texts: Iterable[str]) -> list[str]:
@@ -262,13 +267,13 @@ def audit_document(audit: AuditState | None, registry: Registry) -> dict[str, An
         "messages": audit.messages,
         "findings": audit.findings,
         "examples": _masked(audit.examples),  # findings name event keys
-        "trouble": audit.trouble,
+        "trouble": _masked_text(audit.trouble),
         "ledger_checked_at": (
             local_text(audit.ledger_checked_at) if audit.ledger_checked_at else None
         ),
         "ledger_differences": audit.ledger_differences,
         "ledger_examples": _masked(audit.ledger_examples),
-        "ledger_trouble": audit.ledger_trouble,
+        "ledger_trouble": _masked_text(audit.ledger_trouble),
         "refused": [
             {"recipient": org, "name": registry.name(org), "count": n}
             for org, n in sorted(audit.refused.items())
@@ -283,7 +288,7 @@ def config_document(config: ConfigState) -> dict[str, Any]:
         "drift": [{"what": d.what, "fields": list(d.fields)} for d in config.drift],
         "repaired": config.repaired,
         "seen": [{"what": d.what, "fields": list(d.fields)} for d in config.history[-20:]],
-        "trouble": config.trouble,
+        "trouble": _masked_text(config.trouble),
         "consumers_to_write": config.consumers_to_write,
     }
 
