@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Index, delete, event, inspect, select
+from sqlalchemy import Connection, Index, delete, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -66,6 +68,8 @@ from hub.ledger.upserts import (
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 1.0
+WAL_SWITCH_WAIT_S = 10.0  # as long as the busy timeout
+PREPARE_LOCK_ID = 0x6C6564676572  # PostgreSQL advisory lock held while the tables are prepared
 CONFIG_SQLSTATES = {
     "28000",  # invalid authorization
     "28P01",  # invalid password
@@ -366,6 +370,13 @@ def _tables_at_version(conn: Connection, recreate: bool) -> int:
     A ledger written before the version was stored has the data tables and no meta table: it is
     version 1, whose tables these are.
     """
+    # one process at a time looks and creates: the others wait, then find the tables made
+    if conn.dialect.name == "sqlite":
+        # the write lock before looking: a reader that wants to write later is refused at once
+        # ("database is locked") when another process wrote meanwhile, not made to wait
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.execute(select(func.pg_advisory_xact_lock(PREPARE_LOCK_ID)))
     if recreate:
         metadata.drop_all(conn, tables=[*DATA_TABLES, *CASE_TABLES, meta_table])
     existing = set(inspect(conn).get_table_names())
@@ -398,7 +409,25 @@ def _indexes(conn: Connection, existing: set[str]) -> None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # reports read while the projector writes
-    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    _wal(cursor)  # reports read while the projector writes
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
+
+
+def _wal(cursor: Any) -> None:
+    """Switch to WAL, waiting while another process holds the new file's lock.
+
+    SQLite refuses the switch at once ("database is locked") instead of calling the busy
+    handler, so two hub processes opening a new ledger together would see a locked database.
+    This runs on the driver's own thread: sleeping here blocks no event loop.
+    """
+    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
