@@ -69,9 +69,15 @@ def complaint(
     return event
 
 
+# the complainant's own numbers anywhere, even glued to letters, but not inside a longer number:
+# a float such as a duration sum (0.13831700000000002) may hold the digits by chance
+COMPLAINANTS = re.compile(rf"(?<![\d.])(?:{PHONE}|{RESIDENT_ID})(?!\d)")
+
+
 def unmasked(text: str) -> list[str]:
-    """Every resident ID or mobile number ``text`` shows in full (the complainant's, or any)."""
-    return sorted({*UNMASKED.findall(text), *(v for v in (PHONE, RESIDENT_ID) if v in text)})
+    """Every resident ID or mobile number ``text`` shows in full, with the text around it."""
+    found = [*UNMASKED.finditer(text), *COMPLAINANTS.finditer(text)]
+    return sorted({text[max(0, m.start() - 40) : m.end() + 40] for m in found})
 
 
 # store encryption
