@@ -37,10 +37,10 @@ from typing import Any
 
 from bench.configs import AUTH_TLS, Config, Credentials
 from bench.costs import COSTS, costs
-from bench.machine import RESULTS, machine, sampled, save
+from bench.machine import machine, sampled, save
 from bench.security import Job, summarised
 from bench.suite import hub_throughput, latency_at
-from bench.tables import DASH, measured, publish
+from bench.tables import DASH, finish, measured, publish_saved
 
 START, END = "<!-- audit: written by python -m bench.audit -->", "<!-- end of audit -->"
 RECORD, BUSY, PREVIOUS = "record", "record, busy", "previous"
@@ -250,16 +250,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the farm's reconnect notices are not figures
     results = asyncio.run(run(args.quick, args.minutes * 60))
-    table = render(results)
-    print(table)
-    print(f"→ {RESULTS / ('audit-quick.json' if args.quick else 'audit.json')}")
-    if not args.quick:
-        publish(table, START, END)
+    finish("audit", results, render, not args.quick, (START, END))
 
 
 def render_saved() -> None:
     """Write the table of the last full run from its JSON."""
-    publish(render(json.loads((RESULTS / "audit.json").read_text(encoding="utf-8"))), START, END)
+    publish_saved("audit", render, (START, END))
 
 
 if __name__ == "__main__":

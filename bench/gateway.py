@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import re
@@ -57,7 +56,7 @@ from starlette.routing import Route
 
 from bench.configs import AUTH_TLS, Config, Credentials
 from bench.farm import OPENING, _connect_as, _recipient
-from bench.machine import ATTEMPTS, RESULTS, OtherLoad, machine, quiet, save, summary
+from bench.machine import ATTEMPTS, OtherLoad, machine, quiet, save, summary
 from bench.suite import (
     BIN,
     PUBLISHER,
@@ -72,7 +71,7 @@ from bench.suite import (
     open_loop,
     until,
 )
-from bench.tables import DASH, measured, publish, under_load
+from bench.tables import DASH, finish, measured, publish_saved, under_load
 from hub.gateway import tokens, webhooks
 from hub.identity import OPS
 from hub.ledger import DeliveryState, Ledger
@@ -541,16 +540,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     results = asyncio.run(run(args.quick))
-    table = render(results)
-    print(table)
-    print(f"→ {RESULTS / ('gateway-quick.json' if args.quick else 'gateway.json')}")
-    if not args.quick:
-        publish(table, START, END)
+    finish("gateway", results, render, not args.quick, (START, END))
 
 
 def render_saved() -> None:
     """Write the table of the last full run from its JSON."""
-    publish(render(json.loads((RESULTS / "gateway.json").read_text(encoding="utf-8"))), START, END)
+    publish_saved("gateway", render, (START, END))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import statistics
@@ -48,10 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.configs import AUTH_TLS, Config, Credentials
-from bench.machine import RESULTS, OtherLoad, machine, save
+from bench.machine import OtherLoad, machine, save
 from bench.scale import each, hub_imports, ratio, summarised
 from bench.suite import PUBLISHERS, raw_scaling, scaling
-from bench.tables import SCALES, measured, publish
+from bench.tables import SCALES, finish, measured, publish_saved
 
 START, END = (
     "<!-- organisations: written by python -m bench.organisations -->",
@@ -181,17 +180,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the farm's reconnect notices are not figures
     results = asyncio.run(run(args.quick, 1 if args.quick else args.repetitions))
-    table = render(results)
-    print(table)
-    print(f"→ {RESULTS / ('organisations-quick.json' if args.quick else 'organisations.json')}")
-    if not args.quick:
-        publish(table, START, END)
+    finish("organisations", results, render, not args.quick, (START, END))
 
 
 def render_saved() -> None:
     """Write the table of the last full run from its JSON."""
-    saved = json.loads((RESULTS / "organisations.json").read_text(encoding="utf-8"))
-    publish(render(saved), START, END)
+    publish_saved("organisations", render, (START, END))
 
 
 if __name__ == "__main__":

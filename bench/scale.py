@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import logging
 import math
 import os
@@ -59,7 +58,7 @@ import psutil
 from nats.aio.client import Client
 
 from bench.configs import AUTH_TLS, Config, Credentials
-from bench.machine import RESULTS, OtherLoad, machine, save, summary
+from bench.machine import OtherLoad, machine, save, summary
 from bench.suite import (
     BIN,
     PUBLISHER,
@@ -85,7 +84,7 @@ from bench.suite import (
     sdk_farm,
     until,
 )
-from bench.tables import DASH, measured, publish
+from bench.tables import DASH, finish, measured, publish_saved
 from hub.identity import ADMIN, OPS
 from hub.ledger import Ledger
 from hub.natsd import NatsServer, http_get
@@ -886,16 +885,12 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)  # the farm's reconnect notices are not figures
     repetitions = 1 if args.quick else args.repetitions
     results = asyncio.run(run(args.quick, repetitions, args.minutes * 60, only))
-    table = render(results)
-    print(table)
-    print(f"→ {RESULTS / ('scale-quick.json' if args.quick else 'scale.json')}")
-    if not args.quick:
-        publish(table, START, END)
+    finish("scale", results, render, not args.quick, (START, END))
 
 
 def render_saved() -> None:
     """Write the tables of the last full run from its JSON."""
-    publish(render(json.loads((RESULTS / "scale.json").read_text(encoding="utf-8"))), START, END)
+    publish_saved("scale", render, (START, END))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import statistics
 import tempfile
@@ -26,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.configs import AUTH, AUTH_TLS, CONFIGS, OPEN, RAW_CONFIGS, Config, Credentials
-from bench.machine import RESULTS, machine, sampled, save, summary
+from bench.machine import machine, sampled, save, summary
 from bench.suite import hub_throughput, latency_at, nats_server, raw_latency_at, raw_throughput
-from bench.tables import DASH, measured, publish, under_load
+from bench.tables import DASH, finish, measured, publish_saved, under_load
 from hub.registry import load_registry
 
 START, END = (
@@ -184,16 +183,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the farm's reconnect notices are not figures
     results = asyncio.run(run(args.quick))
-    table = render(results)
-    print(table)
-    print(f"→ {RESULTS / ('security-quick.json' if args.quick else 'security.json')}")
-    if not args.quick:
-        publish(table, START, END)
+    finish("security", results, render, not args.quick, (START, END))
 
 
 def render_saved() -> None:
     """Write the table of the last full run from its JSON."""
-    publish(render(json.loads((RESULTS / "security.json").read_text(encoding="utf-8"))), START, END)
+    publish_saved("security", render, (START, END))
 
 
 if __name__ == "__main__":

@@ -38,10 +38,10 @@ import psutil
 
 from bench.audit import ROOT, Variant
 from bench.configs import AUTH_TLS, CONFIGS, Config, Credentials
-from bench.machine import ATTEMPTS, RESULTS, OtherLoad, machine, sampled, save, summary
+from bench.machine import ATTEMPTS, OtherLoad, machine, sampled, save, summary
 from bench.security import Job
 from bench.suite import BIN, nats_server, synthetic_registry, until
-from bench.tables import DASH, SCALES, measured, publish
+from bench.tables import DASH, SCALES, finish, measured, publish_saved
 from hub.natsd import NatsServer, http_get
 from hub.registry import load_registry
 
@@ -262,17 +262,13 @@ def main() -> None:
     if args.quick:
         args.runs, args.sizes = 1, SCALES[:2]
     results = asyncio.run(run(args))
-    table = render(results)
-    print(table)
     full = args.runs >= 3 and args.sizes == SCALES
-    print(f"→ {RESULTS / ('startup.json' if full else 'startup-quick.json')}")
-    if full:
-        publish(table, START, END)
+    finish("startup", results, render, full, (START, END))
 
 
 def render_saved() -> None:
     """Write the table of the last full run from its JSON."""
-    publish(render(json.loads((RESULTS / "startup.json").read_text(encoding="utf-8"))), START, END)
+    publish_saved("startup", render, (START, END))
 
 
 if __name__ == "__main__":

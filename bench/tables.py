@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.configs import OPEN
-from bench.machine import ATTEMPTS, BUSY_CORES
+from bench.machine import ATTEMPTS, BUSY_CORES, RESULTS
 
 README = Path(__file__).parent / "README.md"
 RATES = (100, 200, 1000)  # offered events/s for the latency figures
 SCALES = (20, 200, 2000)  # organisations of the scaling figures
 DASH = "—"
+Marks = tuple[str, str]  # where a benchmark's tables stand in bench/README.md
 
 
 def keyed(key: str, config: str) -> str:
@@ -100,6 +103,26 @@ def publish(table: str, start: str, end: str, copy: Path | None = None) -> None:
     _, tail = rest.split(end, 1)
     README.write_text(f"{head}{start}\n{table}\n{end}{tail}", encoding="utf-8")
     print(f"→ {README}")
+
+
+Render = Callable[[dict[str, Any]], str]
+
+
+def finish(name: str, results: dict[str, Any], render: Render, full: bool, marks: Marks) -> None:
+    """Print a benchmark's tables and where its results went; a full run's go into the README.
+
+    ``name``: its results file, ``results/NAME.json`` (``NAME-quick.json`` for a smoke run).
+    """
+    table = render(results)
+    print(table)
+    print(f"→ {RESULTS / (f'{name}.json' if full else f'{name}-quick.json')}")
+    if full:
+        publish(table, *marks)
+
+
+def publish_saved(name: str, render: Render, marks: Marks) -> None:
+    """Write the tables of the last full run again from ``results/NAME.json``."""
+    publish(render(json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))), *marks)
 
 
 def render_delivery(results: dict[str, Any]) -> str:
