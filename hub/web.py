@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib import resources
@@ -33,7 +33,7 @@ from hub.registry import Registry
 from hub.rejections import WINDOW, Rejections
 from hub.timeliness import Clock
 from schemas.envelope import CATEGORIES
-from schemas.personal import mask_text
+from schemas.personal import mask_values
 from schemas.shanghai import local_text
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,9 @@ def web_app(state: WebState) -> ASGIApp:
         document["audit"] = audit_document(state.audit, state.registry)
         document["roles"] = state.roles() if state.roles is not None else None
         rejected = rejections_document(state.rejections, state.registry)
-        return JSONResponse(document | {"rejections": rejected})
+        # every text of the page masked, whichever part names a key: event and case keys are the
+        # publishers' own ids, and errors quote them
+        return JSONResponse(mask_values(document | {"rejections": rejected}))
 
     async def metrics(request: Request) -> Response:
         try:
@@ -202,8 +204,7 @@ def ops_document(
 ) -> dict[str, Any]:
     """The ops snapshot as the page reads it (times in Asia/Shanghai, durations in seconds).
 
-    Event and case keys are the publishers' own ids, which may quote a resident ID or mobile
-    number: they are shown masked, as the rejections' reasons are.
+    Unmasked: ``/api/ops`` masks the whole document (keys may quote a resident ID or mobile number).
     """
 
     def when(moment: datetime | None) -> str | None:
@@ -224,32 +225,21 @@ def ops_document(
             for o in snapshot.orgs
         ],
         "at_risk": [
-            asdict(a) | {"oldest_formed": when(a.oldest_formed), "keys": _masked(a.keys)}
+            asdict(a) | {"oldest_formed": when(a.oldest_formed), "keys": list(a.keys)}
             for a in snapshot.at_risk
         ],
         "lag_by_hour": [asdict(h) for h in snapshot.lag_by_hour],
         "overdue_cases": [
-            asdict(c) | {"due_at": when(c.due_at), "case": mask_text(c.case)}
-            for c in snapshot.overdue_cases
+            asdict(c) | {"due_at": when(c.due_at), "case": c.case} for c in snapshot.overdue_cases
         ],
         "store_check": {
             "checked_at": when(store_check.checked_at),
             "full_checked_at": when(store_check.full_checked_at),
             "missing": None if store_check.missing is None else len(store_check.missing),
-            "examples": _masked((store_check.missing or ())[:5]),
-            "trouble": _masked_text(store_check.trouble),
+            "examples": list((store_check.missing or ())[:5]),
+            "trouble": store_check.trouble,
         },
     }
-
-
-def _masked_text(text: str | None) -> str | None:
-    """An error's text as people may see it: it may quote an event key, which may quote a number."""
-    return None if text is None else mask_text(text)
-
-
-def _masked(texts: Iterable[str]) -> list[str]:
-    """``texts`` as people may see them: resident ID and mobile numbers masked."""
-    return [mask_text(t) for t in texts]
 
 
 def audit_document(audit: AuditState | None, registry: Registry) -> dict[str, Any] | None:
@@ -266,14 +256,14 @@ def audit_document(audit: AuditState | None, registry: Registry) -> dict[str, An
         ),
         "messages": audit.messages,
         "findings": audit.findings,
-        "examples": _masked(audit.examples),  # findings name event keys
-        "trouble": _masked_text(audit.trouble),
+        "examples": list(audit.examples),  # findings name event keys
+        "trouble": audit.trouble,
         "ledger_checked_at": (
             local_text(audit.ledger_checked_at) if audit.ledger_checked_at else None
         ),
         "ledger_differences": audit.ledger_differences,
-        "ledger_examples": _masked(audit.ledger_examples),
-        "ledger_trouble": _masked_text(audit.ledger_trouble),
+        "ledger_examples": list(audit.ledger_examples),
+        "ledger_trouble": audit.ledger_trouble,
         "refused": [
             {"recipient": org, "name": registry.name(org), "count": n}
             for org, n in sorted(audit.refused.items())
@@ -288,7 +278,7 @@ def config_document(config: ConfigState) -> dict[str, Any]:
         "drift": [{"what": d.what, "fields": list(d.fields)} for d in config.drift],
         "repaired": config.repaired,
         "seen": [{"what": d.what, "fields": list(d.fields)} for d in config.history[-20:]],
-        "trouble": _masked_text(config.trouble),
+        "trouble": config.trouble,
         "consumers_to_write": config.consumers_to_write,
     }
 
