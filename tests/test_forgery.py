@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from hub.audit import trust as record_trust
 from hub.envelope import Item, dump_bundle
 from hub.identity import ADMIN, org_credentials_path
 from hub.registry import Registry
@@ -21,11 +22,12 @@ from schemas.envelope import Event
 from schemas.receipt import Receipt, ReceiptBatch
 from schemas.shanghai import shanghai_day
 from schemas.wire import HEADER_MSG_ID, HEADER_PUBLISHED_AT, HEADER_RECIPIENTS, HEADER_SIGNATURE
+from subscribers import signing
 from subscribers.credentials import seed_of
 from subscribers.recipient import Delivery, Recipient
 from subscribers.signing import NkeySigner, signing_input
 from tests.conftest import Orgs
-from tests.helpers import eventually, receipt_count, scrape
+from tests.helpers import eventually, receipt_count, scrape, trust_of_hub
 
 pytestmark = pytest.mark.connected
 
@@ -178,6 +180,49 @@ async def test_an_event_written_into_the_events_stream_by_another_identity_goes_
     await eventually(ledger_read, within=10)
     keys = {r.event_key for r in await hub.ledger.pairs(day_from=_today(), day_to=_today())}
     assert keys == {f"{real.source}/{real.id}"}
+
+
+async def test_a_receipt_signature_checked_once_vouches_for_those_bytes_alone(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The projection and the checkpoints both ask who wrote a receipt batch: the second answer
+    comes from memory, and a genuine signature moved onto other bytes or another subject still
+    fails."""
+    wire, trust = hub.settings.wire, trust_of_hub(hub)
+    checked = []
+
+    def counting(public: str, data: bytes, signature: str) -> bool:
+        checked.append(data)
+        return signing.verify(public, data, signature)
+
+    monkeypatch.setattr(record_trust, "verify", counting)
+    now = datetime.now(UTC)
+    receipt = Receipt(
+        event_source=DEPARTMENT,
+        event_id="memo-1",
+        recipient=TOWNSHIP,
+        status="acknowledged",
+        delivery_seq=1,
+        deliveries=1,
+        received_at=now,
+        finished_at=now,
+        agent="test",
+    )
+    subject = wire.receipts(TOWNSHIP)
+    body = ReceiptBatch(recipient=TOWNSHIP, receipts=(receipt,)).model_dump_json().encode()
+    mine = NkeySigner(seed_of(org_credentials_path(hub.settings, TOWNSHIP)))
+    signed = {HEADER_SIGNATURE: mine.sign(signing_input(subject, "", body))}
+
+    assert trust.receipt_writer(subject, signed, body) == TOWNSHIP
+    checks = len(checked)
+    assert checks >= 1
+    assert trust.receipt_writer(subject, signed, body) == TOWNSHIP
+    assert len(checked) == checks  # remembered: not checked again
+    other_bytes = body.replace(b"memo-1", b"memo-2")
+    assert trust.receipt_writer(subject, signed, other_bytes) is None
+    other_org = wire.receipts("renqiu-shimenqiao")
+    assert trust.receipt_writer(other_org, signed, body) is None
+    assert len(checked) > checks  # both were checked, not answered from memory
 
 
 def _today() -> date:
