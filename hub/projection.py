@@ -41,6 +41,7 @@ from subscribers.consume import pull_batches
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 1.0
+MSGS_PER_TURN = 32  # messages read between two turns of the event loop
 
 ReceiptTime = Callable[[Receipt, datetime], datetime]
 """When a receipt counts as acknowledged, given the receipt and the store's timestamp."""
@@ -127,15 +128,22 @@ def receipt_records(
     return [ReceiptRecord(r, receipt_time(r, meta.timestamp), seq) for r in batch.receipts]
 
 
-def _readable(msgs: list[Msg], read: Callable[[Msg], T]) -> list[T]:
+async def _readable(msgs: list[Msg], read: Callable[[Msg], T]) -> list[T]:
+    """What ``read`` makes of each message (logged and left out: another identity's).
+
+    Each receipt batch's signature is checked here: the event loop runs between every
+    ``MSGS_PER_TURN`` messages, so that a long batch does not hold deliveries up.
+    """
     found = []
-    for msg in msgs:
+    for n, msg in enumerate(msgs, 1):
         try:
             found.append(read(msg))
         except NotACaseStep:
-            continue
+            pass
         except ForeignRecord as exc:
             log.error("ledger.foreign_record", extra={"why": str(exc)})
+        if n % MSGS_PER_TURN == 0:
+            await asyncio.sleep(0)
     return found
 
 
@@ -152,13 +160,14 @@ def applier(
         steps = functools.partial(case_step, trust=trust)
 
         async def apply_events(msgs: list[Msg]) -> None:
-            await ledger.apply(_readable(msgs, events), [], _readable(msgs, steps))
+            await ledger.apply(await _readable(msgs, events), [], await _readable(msgs, steps))
 
         return apply_events
 
     async def apply_receipts(msgs: list[Msg]) -> None:
         read = functools.partial(receipt_records, wire=wire, trust=trust, receipt_time=receipt_time)
-        await ledger.apply([], [record for batch in _readable(msgs, read) for record in batch])
+        batches = await _readable(msgs, read)
+        await ledger.apply([], [record for batch in batches for record in batch])
 
     return apply_receipts
 
