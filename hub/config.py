@@ -50,6 +50,15 @@ class HubSettings(BaseSettings):
     clock_skew_s: float = Field(default=300.0, ge=0, description="how far 'time' may be ahead")
     dedup_window_s: float = Field(default=2 * 86400.0, gt=0, description="duplicate-id window")
     ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery after no ack")
+    fanout_gather_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=1.0,
+        description=(
+            "how long fan-out waits for more events after one arrives (0: not at all); larger "
+            "bundles cost less CPU per delivery, each event waits up to this long"
+        ),
+    )
     max_deliver: int = Field(default=6, ge=2, le=100, description="attempts before dead letter")
     backoff_s: tuple[float, ...] = Field(
         default=(2.0, 10.0, 60.0, 300.0, 900.0), description="delay before attempt 2, 3, …"

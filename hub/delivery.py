@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 1.0
 CLOCKS_APART_S = 1.0  # the server's clock and this one's
+GATHER_FETCH_S = 0.005  # what waits in the consumer comes at once; this bounds an empty answer
 
 
 class ForeignMessage(ValueError):
@@ -61,9 +62,28 @@ class FanOut:
         )
         try:
             async for msgs in pull_batches(sub, stop, batch=self.batch):
+                if self.settings.fanout_gather_s and len(msgs) < self.batch:
+                    msgs += await self._gathered(sub, self.batch - len(msgs), stop)
                 await self.deliver(msgs, stop)
         finally:
             await sub.unsubscribe()
+
+    async def _gathered(
+        self, sub: JetStreamContext.PullSubscription, room: int, stop: asyncio.Event
+    ) -> list[Msg]:
+        """Events accepted within ``HUB_FANOUT_GATHER_S`` after a batch began (up to ``room``).
+
+        They follow the batch in the consumer, so appending them keeps acceptance order.
+        """
+        if await stopped_within(stop, self.settings.fanout_gather_s):
+            return []
+        try:
+            return await sub.fetch(room, timeout=GATHER_FETCH_S)
+        except TimeoutError:  # none came
+            return []
+        except nats.errors.Error as exc:  # away: the batch goes as it is, the rest comes later
+            log.warning("fanout.gather_failed", extra={"error": repr(exc)})
+            return []
 
     async def _after_previous_writer(self, stop: asyncio.Event) -> None:
         """Let a previous fan-out's unacknowledged events come back before any newer one.

@@ -228,3 +228,35 @@ async def test_a_bundle_jetstream_did_not_confirm_is_written_again_before_anythi
             await eventually(lambda: settled(hub, [recipient]))
     assert lost == [subject]
     assert inboxes[recipient].keys == keys  # the lost one first, then the rest, once each
+
+
+@pytest.mark.parametrize(("gather_s", "apart_s", "bundles"), [(0.0, 0.3, 3), (1.0, 0.1, 1)])
+async def test_with_a_gathering_window_events_accepted_close_together_share_one_bundle(
+    settings: HubSettings,
+    registry: Registry,
+    orgs: Orgs,
+    gather_s: float,
+    apart_s: float,
+    bundles: int,
+) -> None:
+    """Without a window each event is written as it comes (the fan-out waits 20 ms at most)."""
+    recipient = "renqiu-beihan"
+    gathering = settings.model_copy(update={"fanout_gather_s": gather_s})
+    async with hub_running(gathering, registry) as hub:
+        pub = await orgs.publisher("renqiu-scjg")
+        now = datetime.now(UTC)
+        sent = [
+            await pub.publish(sample_event("permit", "renqiu-scjg", now, recipients=(recipient,)))
+        ]
+        await eventually(lambda: fanned_out(hub, recipient, 1), within=10)  # fan-out is running
+        before = await stream_messages(hub.js, hub.settings.wire.deliveries_stream)
+        for n in range(1, 4):
+            event = sample_event("permit", "renqiu-scjg", now, n, recipients=(recipient,))
+            sent.append(await pub.publish(event))
+            await asyncio.sleep(apart_s)
+        await eventually(lambda: fanned_out(hub, recipient, 4), within=10)
+        written = await stream_messages(hub.js, hub.settings.wire.deliveries_stream) - before
+        async with receiving(hub.settings, [recipient]) as inboxes:
+            await eventually(lambda: len(inboxes[recipient].keys) >= 4, within=10)
+    assert written == bundles
+    assert inboxes[recipient].keys == [f"{a.source}/{a.id}" for a in sent]
