@@ -148,6 +148,21 @@ async def test_ops_page_shows_who_is_behind_who_is_at_risk_and_the_lag_chart(
         await expect(page.locator("#audit-refused")).to_contain_text(
             "任丘市出岸镇人民政府：拒收 2 个投递包"
         )
+        # a key quoting a complainant's mobile number is shown masked, whichever panel names it
+        hub.store_check.full = ("renqiu-chuan/tousu-13831700000-1",)
+        await page.reload()
+        await expect(page.locator("#store-alert")).to_contain_text("tousu-138****0000-1")
+        assert "13831700000" not in await page.content()
+        # organisations' consumers still being written after start-up: fan-out waits, ops see why
+        await expect(page.locator("#consumers-writing")).to_be_hidden()
+        hub.config_state.consumers_to_write = 7
+        await page.reload()
+        await expect(page.locator("#consumers-writing")).to_contain_text(
+            "为 7 个单位创建投递消费者"
+        )
+        hub.config_state.consumers_to_write = 0
+        await page.reload()
+        await expect(page.locator("#consumers-writing")).to_be_hidden()
         await page.close()
 
 
