@@ -108,19 +108,7 @@ async def test_a_receipt_written_by_anyone_but_the_recipient_does_not_count(
         return any(r.event_key == key for r in rows)
 
     await eventually(recorded, within=10)
-    receipt = Receipt(
-        event_source=accepted.source,
-        event_id=accepted.id,
-        recipient=TOWNSHIP,
-        status="acknowledged",
-        delivery_seq=1,
-        deliveries=1,
-        received_at=datetime.now(UTC),
-        finished_at=datetime.now(UTC),
-        agent="forger",
-    )
-    subject = wire.receipts(TOWNSHIP)
-    body = ReceiptBatch(recipient=TOWNSHIP, receipts=(receipt,)).model_dump_json().encode()
+    subject, body = wire.receipts(TOWNSHIP), acknowledging_batch(accepted.source, accepted.id)
     js = (await orgs.nc(ADMIN)).jetstream()
     await js.publish(subject, body)  # unsigned
     another = NkeySigner(seed_of(org_credentials_path(hub.settings, "renqiu-shimenqiao")))
@@ -196,20 +184,7 @@ async def test_a_receipt_signature_checked_once_vouches_for_those_bytes_alone(
         return signing.verify(public, data, signature)
 
     monkeypatch.setattr(record_trust, "verify", counting)
-    now = datetime.now(UTC)
-    receipt = Receipt(
-        event_source=DEPARTMENT,
-        event_id="memo-1",
-        recipient=TOWNSHIP,
-        status="acknowledged",
-        delivery_seq=1,
-        deliveries=1,
-        received_at=now,
-        finished_at=now,
-        agent="test",
-    )
-    subject = wire.receipts(TOWNSHIP)
-    body = ReceiptBatch(recipient=TOWNSHIP, receipts=(receipt,)).model_dump_json().encode()
+    subject, body = wire.receipts(TOWNSHIP), acknowledging_batch(DEPARTMENT, "memo-1")
     mine = NkeySigner(seed_of(org_credentials_path(hub.settings, TOWNSHIP)))
     signed = {HEADER_SIGNATURE: mine.sign(signing_input(subject, "", body))}
 
@@ -223,6 +198,23 @@ async def test_a_receipt_signature_checked_once_vouches_for_those_bytes_alone(
     other_org = wire.receipts("renqiu-shimenqiao")
     assert trust.receipt_writer(other_org, signed, body) is None
     assert len(checked) > checks  # both were checked, not answered from memory
+
+
+def acknowledging_batch(source: str, event_id: str) -> bytes:
+    """A receipt batch of the township acknowledging one event, as its SDK would write it."""
+    now = datetime.now(UTC)
+    receipt = Receipt(
+        event_source=source,
+        event_id=event_id,
+        recipient=TOWNSHIP,
+        status="acknowledged",
+        delivery_seq=1,
+        deliveries=1,
+        received_at=now,
+        finished_at=now,
+        agent="test",
+    )
+    return ReceiptBatch(recipient=TOWNSHIP, receipts=(receipt,)).model_dump_json().encode()
 
 
 def _today() -> date:
