@@ -27,6 +27,7 @@ from hub.cases.state import CaseState
 from hub.config import HubSettings
 from hub.ledger import CaseStep, EventRecord, Ledger, ReceiptRecord
 from hub.streams import read_stream
+from hub.turns import in_turns
 from schemas.envelope import DELIVERED, EVENT_ADAPTER, summary_zh
 from schemas.receipt import Receipt, ReceiptBatch
 from schemas.wire import (
@@ -41,7 +42,6 @@ from subscribers.consume import pull_batches
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 1.0
-MSGS_PER_TURN = 32  # messages read between two turns of the event loop
 
 ReceiptTime = Callable[[Receipt, datetime], datetime]
 """When a receipt counts as acknowledged, given the receipt and the store's timestamp."""
@@ -131,19 +131,16 @@ def receipt_records(
 async def _readable(msgs: list[Msg], read: Callable[[Msg], T]) -> list[T]:
     """What ``read`` makes of each message (logged and left out: another identity's).
 
-    Each receipt batch's signature is checked here: the event loop runs between every
-    ``MSGS_PER_TURN`` messages, so that a long batch does not hold deliveries up.
+    Each receipt batch's signature is checked here, so the event loop runs between turns.
     """
     found = []
-    for n, msg in enumerate(msgs, 1):
+    async for msg in in_turns(msgs):
         try:
             found.append(read(msg))
         except NotACaseStep:
-            pass
+            continue
         except ForeignRecord as exc:
             log.error("ledger.foreign_record", extra={"why": str(exc)})
-        if n % MSGS_PER_TURN == 0:
-            await asyncio.sleep(0)
     return found
 
 

@@ -224,19 +224,14 @@ def ops_document(
             | {"last_receipt": when(o.last_receipt), "today_on_time_rate": o.today_on_time_rate}
             for o in snapshot.orgs
         ],
-        "at_risk": [
-            asdict(a) | {"oldest_formed": when(a.oldest_formed), "keys": list(a.keys)}
-            for a in snapshot.at_risk
-        ],
+        "at_risk": [asdict(a) | {"oldest_formed": when(a.oldest_formed)} for a in snapshot.at_risk],
         "lag_by_hour": [asdict(h) for h in snapshot.lag_by_hour],
-        "overdue_cases": [
-            asdict(c) | {"due_at": when(c.due_at), "case": c.case} for c in snapshot.overdue_cases
-        ],
+        "overdue_cases": [asdict(c) | {"due_at": when(c.due_at)} for c in snapshot.overdue_cases],
         "store_check": {
             "checked_at": when(store_check.checked_at),
             "full_checked_at": when(store_check.full_checked_at),
             "missing": None if store_check.missing is None else len(store_check.missing),
-            "examples": list((store_check.missing or ())[:5]),
+            "examples": (store_check.missing or ())[:5],
             "trouble": store_check.trouble,
         },
     }
@@ -256,13 +251,13 @@ def audit_document(audit: AuditState | None, registry: Registry) -> dict[str, An
         ),
         "messages": audit.messages,
         "findings": audit.findings,
-        "examples": list(audit.examples),  # findings name event keys
+        "examples": audit.examples,  # findings name event keys
         "trouble": audit.trouble,
         "ledger_checked_at": (
             local_text(audit.ledger_checked_at) if audit.ledger_checked_at else None
         ),
         "ledger_differences": audit.ledger_differences,
-        "ledger_examples": list(audit.ledger_examples),
+        "ledger_examples": audit.ledger_examples,
         "ledger_trouble": audit.ledger_trouble,
         "refused": [
             {"recipient": org, "name": registry.name(org), "count": n}

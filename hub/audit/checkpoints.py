@@ -28,13 +28,13 @@ from hub.audit.trust import RecordTrust
 from hub.config import HubSettings
 from hub.streams import WRONG_LAST_SEQUENCE, read_range
 from hub.timeliness import Clock
+from hub.turns import in_turns
 from schemas.wire import HEADER_EXPECTED_LAST, HEADER_MSG_ID, HEADER_SIGNATURE, Wire
 from subscribers.signing import digest, signing_input
 
 log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 4000  # per checkpoint: ~450 KB, well within the stream's message limit
-ENTRIES_PER_TURN = 32  # checked between two turns of the event loop (each up to ~0.1 ms)
 OK, FOREIGN, GAP = "ok", "foreign", "gap"
 STATUS_ZH = {OK: "正常", FOREIGN: "非枢纽或本单位写入", GAP: "覆盖前已缺失"}
 
@@ -130,11 +130,9 @@ class Checkpointer:
                 continue
             seen = set()
             async for msgs in read_range(self.js, stream, start, end):
-                for n, msg in enumerate(msgs, 1):
+                async for msg in in_turns(msgs):  # a signature check each
                     entries.append(self.entry(stream, msg))
                     seen.add(msg.metadata.sequence.stream)
-                    if n % ENTRIES_PER_TURN == 0:
-                        await asyncio.sleep(0)  # a signature check each: let deliveries through
             entries += [(stream, s, "", GAP, "") for s in range(start, end + 1) if s not in seen]
             upto[stream] = end
         if not entries and rotate_to is None:

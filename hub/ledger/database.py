@@ -68,7 +68,7 @@ from hub.ledger.upserts import (
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 1.0
-WAL_SWITCH_WAIT_S = 10.0  # as long as the busy timeout
+BUSY_WAIT_S = 10.0  # how long SQLite waits for another process's lock (and the WAL switch)
 PREPARE_LOCK_ID = 0x6C6564676572  # PostgreSQL advisory lock held while the tables are prepared
 CONFIG_SQLSTATES = {
     "28000",  # invalid authorization
@@ -335,7 +335,8 @@ async def _prepare(engine: AsyncEngine, url: str, wait_s: float, recreate: bool)
             break
         except (OSError, TimeoutError, DBAPIError) as exc:
             if _created_meanwhile(exc) and loop.time() < deadline:
-                # another hub process created the tables at the same moment: look again
+                # a hub of an earlier version, which prepares without the lock, created the
+                # tables at the same moment: look again
                 log.info("ledger.created_by_another_process", extra={"ledger": shown(url)})
                 continue
             failure = problem(url, exc)
@@ -409,7 +410,7 @@ def _indexes(conn: Connection, existing: set[str]) -> None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_WAIT_S * 1000)}")
     _wal(cursor)  # reports read while the projector writes
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
@@ -422,7 +423,7 @@ def _wal(cursor: Any) -> None:
     handler, so two hub processes opening a new ledger together would see a locked database.
     This runs on the driver's own thread: sleeping here blocks no event loop.
     """
-    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    deadline = time.monotonic() + BUSY_WAIT_S
     while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
