@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
-import nats.js.errors
 import orjson
 import psutil
 from nats.aio.client import Client
@@ -89,6 +88,7 @@ from hub.identity import ADMIN, OPS
 from hub.ledger import Ledger
 from hub.natsd import NatsServer, http_get
 from hub.roles import ROLE_ZH
+from hub.roles import holder as role_holder
 from schemas.replies import Accepted
 from subscribers.publisher import Publisher
 
@@ -221,7 +221,7 @@ class County:
         kv = await self.ops.jetstream().key_value(WIRE.roles_bucket)
         held: dict[int, list[str]] = {}
         for role in ROLE_KEYS:  # read one by one: listing keys needs a consumer ops may not make
-            if holder := await _holder(kv, role):
+            if holder := await role_holder(kv, role):
                 held.setdefault(int(holder.rpartition(":")[2]), []).append(role)
         return held
 
@@ -455,7 +455,7 @@ class Watch:
         while not stop.is_set():
             try:
                 last = (await js.stream_info(WIRE.deliveries_stream)).state.last_seq
-                holder = await _holder(kv)
+                holder = await role_holder(kv, FANOUT)
             except (nats.errors.Error, TimeoutError):  # a slow answer: the next sample
                 continue
             self.samples.append((time.perf_counter(), last, holder))
@@ -483,15 +483,6 @@ class Watch:
             return None
         base = after[0][1]
         return next((at - killed_at for at, last in after if last > base), None)
-
-
-async def _holder(kv: Any, role: str = FANOUT) -> str:
-    """Who holds ``role`` ("host:pid"), or "" when nobody does."""
-    try:
-        entry = await kv.get(role)
-    except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-        return ""  # the lease expired, nobody holds it yet
-    return bytes(entry.value or b"").decode()
 
 
 def gaps_after(killed_at: float, answered: list[float]) -> tuple[float, float]:
@@ -522,7 +513,7 @@ async def kill_figure(config: Config, sizes: Sizes) -> dict[str, float]:
             await asyncio.sleep(sizes.kill_after_s)
             held = await running.holders()
             kv = await running.ops.jetstream().key_value(WIRE.roles_bucket)
-            holder = await _holder(kv)
+            holder = await role_holder(kv, FANOUT)
             pid = int(holder.rpartition(":")[2])
             (victim,) = [h for h in running.hubs if h.pid == pid]
             fanout = await running.ops.jetstream().consumer_info(

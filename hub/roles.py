@@ -66,6 +66,18 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+async def holder(kv: KeyValue, role: str) -> str:
+    """Who plays ``role`` ("host:pid"), or "" when nobody does.
+
+    Nobody: its lease expired, or it is being handed over and not claimed again yet.
+    """
+    try:
+        entry = await kv.get(role)
+    except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+        return ""
+    return bytes(entry.value or b"").decode()
+
+
 @dataclass
 class _Playing:
     revision: int

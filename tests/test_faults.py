@@ -34,6 +34,7 @@ from hub.natsd import NatsCluster, NatsServer
 from hub.projection import rebuild
 from hub.reconcile import missing_events
 from hub.registry import OrgKind, Registry, load_registry
+from hub.roles import holder
 from hub.samples import sample_event
 from hub.service import Hub, running_hub
 from hub.timeliness import shanghai_day
@@ -288,8 +289,15 @@ async def test_killing_the_fan_out_of_two_hub_processes_loses_nothing_and_the_ot
         server: NatsServer, hubs: list[HubProcess], ops: JetStreamContext, wire: Wire
     ) -> None:
         roles = await ops.key_value(wire.roles_bucket)
-        holder = (await roles.get("fanout")).value or b""
-        pid = int(holder.decode().rpartition(":")[2])
+        playing_now = ""
+
+        async def someone_plays_fan_out() -> bool:  # not while it is being handed over
+            nonlocal playing_now
+            playing_now = await holder(roles, "fanout")
+            return bool(playing_now)
+
+        await eventually(someone_plays_fan_out, within=30)
+        pid = int(playing_now.rpartition(":")[2])
         (playing,) = [h for h in hubs if h.process is not None and h.process.pid == pid]
         await playing.kill()  # kill -9; the other takes the role over
 
