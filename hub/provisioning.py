@@ -49,6 +49,10 @@ WAIT_FOR = 100  # consumers written before the hub is ready (≈1 s); more are w
 CHUNK = 256  # consumers written per renewal of the fan-out's pause
 PAUSE_S = 120.0  # a pause outlives its renewal by this much (a hub killed meanwhile: it ends)
 RETRY_S = 1.0  # after trouble, the background writes are tried again this much later
+# a cluster that has just started may answer "JetStream not enabled for account" (503) for a
+# moment: the account is enabled node by node as its JWT is loaded; start-up waits this long
+UNAVAILABLE_WAIT_S = 30.0
+UNAVAILABLE_RETRY_S = 0.5
 STREAM_FIELDS = (
     "subjects",
     "retention",
@@ -153,9 +157,24 @@ class Provisioner:
         Beyond ``WAIT_FOR`` missing or changed organisations' consumers, those are left in
         ``deferred`` for ``run`` and the fan-out consumer is paused until they exist.
 
+        JetStream answering "unavailable" (503) is waited out for ``UNAVAILABLE_WAIT_S``: every
+        step is idempotent, so the whole preparation is simply tried again.
+
         Raises:
             HubNotFound: the streams are missing and this hub may not create them.
+            nats.js.errors.ServiceUnavailableError: still unavailable after the wait.
         """
+        deadline = time.monotonic() + UNAVAILABLE_WAIT_S
+        while True:
+            try:
+                return await self._ensure_once()
+            except nats.js.errors.ServiceUnavailableError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("jetstream.unavailable", extra={"error": exc.description})
+                await asyncio.sleep(UNAVAILABLE_RETRY_S)
+
+    async def _ensure_once(self) -> None:
         if self.admin is None:
             drift = await self.compare()
             if any(d.fields == ("missing",) for d in drift):

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nats.js.errors
 import pytest
@@ -242,3 +242,44 @@ async def test_the_leases_bucket_is_provisioned_and_its_absence_refused_without_
 
     await provisioner(settings, registry, admin).ensure()  # with the admin identity: made again
     assert await reading_only.compare() == []
+
+
+class JustStarted:
+    """The admin's JetStream, answering its first ``refusals`` stream look-ups as a cluster does
+    while the account is still being enabled on the node (503, err_code 10039)."""
+
+    def __init__(self, js: JetStreamContext, refusals: int) -> None:
+        self.js, self.refusals = js, refusals
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.js, name)
+
+    async def stream_info(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self.refusals:
+            self.refusals -= 1
+            raise nats.js.errors.ServiceUnavailableError(
+                code=503, err_code=10039, description="JetStream not enabled for account"
+            )
+        return await self.js.stream_info(name, *args, **kwargs)
+
+
+async def test_start_up_waits_out_a_cluster_that_does_not_serve_jetstream_yet(
+    settings: HubSettings,
+    registry: Registry,
+    admin: JetStreamContext,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub.provisioning, "UNAVAILABLE_RETRY_S", 0.01)
+    caplog.set_level("WARNING", logger="hub.provisioning")
+    js = cast(JetStreamContext, JustStarted(admin, refusals=2))
+
+    await Provisioner(settings, registry, js, js, utc_now).ensure()
+
+    assert [r.getMessage() for r in caplog.records].count("jetstream.unavailable") == 2
+    assert await Provisioner(settings, registry, admin, admin, utc_now).compare() == []
+
+    monkeypatch.setattr(hub.provisioning, "UNAVAILABLE_WAIT_S", 0.0)  # never serves: said so
+    js = cast(JetStreamContext, JustStarted(admin, refusals=1))
+    with pytest.raises(nats.js.errors.ServiceUnavailableError):
+        await Provisioner(settings, registry, js, js, utc_now).ensure()
