@@ -40,6 +40,7 @@ from hub.registry import Registry, load_registry
 from hub.roles import LEASE_S
 from hub.streams import delivery_consumer_config, hub_consumers, stream_configs
 from hub.timeliness import Clock
+from subscribers.connection import while_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,6 @@ WAIT_FOR = 100  # consumers written before the hub is ready (≈1 s); more are w
 CHUNK = 256  # consumers written per renewal of the fan-out's pause
 PAUSE_S = 120.0  # a pause outlives its renewal by this much (a hub killed meanwhile: it ends)
 RETRY_S = 1.0  # after trouble, the background writes are tried again this much later
-# a cluster that has just started may answer "JetStream not enabled for account" (503) for a
-# moment: the account is enabled node by node as its JWT is loaded; start-up waits this long
-UNAVAILABLE_WAIT_S = 30.0
-UNAVAILABLE_RETRY_S = 0.5
 STREAM_FIELDS = (
     "subjects",
     "retention",
@@ -157,22 +154,15 @@ class Provisioner:
         Beyond ``WAIT_FOR`` missing or changed organisations' consumers, those are left in
         ``deferred`` for ``run`` and the fan-out consumer is paused until they exist.
 
-        JetStream answering "unavailable" (503) is waited out for ``UNAVAILABLE_WAIT_S``: every
-        step is idempotent, so the whole preparation is simply tried again.
+        JetStream answering "unavailable" (503), as a cluster that has just started may, is waited
+        out (``while_unavailable``): every step is idempotent, so the whole preparation is tried
+        again.
 
         Raises:
             HubNotFound: the streams are missing and this hub may not create them.
             nats.js.errors.ServiceUnavailableError: still unavailable after the wait.
         """
-        deadline = time.monotonic() + UNAVAILABLE_WAIT_S
-        while True:
-            try:
-                return await self._ensure_once()
-            except nats.js.errors.ServiceUnavailableError as exc:
-                if time.monotonic() >= deadline:
-                    raise
-                log.warning("jetstream.unavailable", extra={"error": exc.description})
-                await asyncio.sleep(UNAVAILABLE_RETRY_S)
+        await while_unavailable(self._ensure_once, "provisioning")
 
     async def _ensure_once(self) -> None:
         if self.admin is None:

@@ -15,9 +15,10 @@ import ssl
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 
 from subscribers.credentials import CredentialsFile, read_credentials
@@ -32,7 +33,12 @@ TIMINGS: dict[str, Any] = {
     "connect_timeout": CONNECT_TIMEOUT_S,
     "reconnect_time_wait": RETRY_WAIT_S,
 }
+# a cluster that has just started may answer "JetStream not enabled for account" (503) for a
+# moment: the account is enabled node by node as its JWT is loaded
+UNAVAILABLE_WAIT_S = 30.0
+UNAVAILABLE_RETRY_S = 0.5
 ErrorCallback = Callable[[Exception], Awaitable[None]]
+T = TypeVar("T")
 
 _IDENTITIES: weakref.WeakKeyDictionary[Client, CredentialsFile] = weakref.WeakKeyDictionary()
 
@@ -142,3 +148,23 @@ async def connect(
     if holder is not None:
         _IDENTITIES[nc] = holder
     return nc
+
+
+async def while_unavailable(attempt: Callable[[], Awaitable[T]], what: str) -> T:
+    """``attempt()``, tried again while JetStream answers "unavailable" (503).
+
+    Every ``UNAVAILABLE_RETRY_S``, for up to ``UNAVAILABLE_WAIT_S``; ``attempt`` must be safe to
+    repeat. ``what``: what was being done, for the log.
+
+    Raises:
+        nats.js.errors.ServiceUnavailableError: still unavailable after the wait.
+    """
+    deadline = asyncio.get_running_loop().time() + UNAVAILABLE_WAIT_S
+    while True:
+        try:
+            return await attempt()
+        except nats.js.errors.ServiceUnavailableError as exc:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise
+            log.warning("jetstream.unavailable", extra={"doing": what, "error": exc.description})
+            await asyncio.sleep(UNAVAILABLE_RETRY_S)

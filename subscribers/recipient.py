@@ -47,7 +47,7 @@ from schemas.wire import (
     HEADER_SIGNATURE,
     Wire,
 )
-from subscribers.connection import credentials_of, identity_of
+from subscribers.connection import credentials_of, identity_of, while_unavailable
 from subscribers.consume import READER_IDLE_WAIT_S, pull_batches
 from subscribers.credentials import seed_of
 from subscribers.errors import HubKeyMissing, HubNotFound, ReaderConflict, check_identity
@@ -192,13 +192,15 @@ class Recipient:
 
         ``run`` calls it; a program that fetches bundles itself (the HTTP gateway) calls it and
         hands each fetched batch to ``process``.
+        A cluster that has just started and answers "unavailable" (503) is waited out (up to
+        ``subscribers.connection.UNAVAILABLE_WAIT_S``).
 
         Raises:
             HubNotFound: the organisation has no consumer under this subject root.
             ReaderConflict: another program already reads the organisation's deliveries.
         """
         consumer = self.wire.delivery_consumer(self.org)
-        info = await self._consumer_info(consumer)
+        info = await while_unavailable(lambda: self._consumer_info(consumer), "recipient.prepare")
         if self.exclusive:
             await self._check_alone(consumer, info)
         self.max_deliver = int(info.config.max_deliver or 0)

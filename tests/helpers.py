@@ -11,8 +11,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
+import nats.js.errors
 from nats.js import JetStreamContext
 
 from hub.audit.trust import RecordTrust
@@ -239,3 +241,31 @@ HUB = str(Path(sys.executable).parent / "hub")
 def trust_of_hub(hub: Hub) -> RecordTrust:
     """The record keys and organisations' keys of a running hub's credentials store."""
     return RecordTrust.load(hub.settings)
+
+
+class _JustStarted:
+    """A JetStream context whose ``method`` first answers as a cluster that has just started."""
+
+    def __init__(self, js: JetStreamContext, method: str, refusals: int) -> None:
+        self._js, self._method, self.refusals = js, method, refusals
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._js, name)
+        if name != self._method:
+            return found
+
+        async def refusing(*args: Any, **kwargs: Any) -> Any:
+            if self.refusals:
+                self.refusals -= 1
+                raise nats.js.errors.ServiceUnavailableError(
+                    code=503, err_code=10039, description="JetStream not enabled for account"
+                )
+            return await found(*args, **kwargs)
+
+        return refusing
+
+
+def just_started(js: JetStreamContext, method: str, refusals: int) -> JetStreamContext:
+    """``js``, whose first ``refusals`` calls of ``method`` are refused with 503 (err_code 10039)
+    as a node answers while the account is still being enabled on it."""
+    return cast(JetStreamContext, _JustStarted(js, method, refusals))

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import nats.js.errors
 import pytest
@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, ConsumerInfo
 
 import hub.provisioning
+import subscribers.connection
 from hub.config import HubSettings
 from hub.errors import HubNotFound
 from hub.identity import ADMIN
@@ -24,7 +25,7 @@ from hub.registry import Registry, load_registry
 from hub.roles import LEASE_S
 from hub.samples import sample_event
 from tests.conftest import Orgs, _delete_streams, hub_running
-from tests.helpers import eventually, scrape
+from tests.helpers import eventually, just_started, scrape
 
 pytestmark = pytest.mark.connected
 
@@ -244,25 +245,6 @@ async def test_the_leases_bucket_is_provisioned_and_its_absence_refused_without_
     assert await reading_only.compare() == []
 
 
-class JustStarted:
-    """The admin's JetStream, answering its first ``refusals`` stream look-ups as a cluster does
-    while the account is still being enabled on the node (503, err_code 10039)."""
-
-    def __init__(self, js: JetStreamContext, refusals: int) -> None:
-        self.js, self.refusals = js, refusals
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.js, name)
-
-    async def stream_info(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        if self.refusals:
-            self.refusals -= 1
-            raise nats.js.errors.ServiceUnavailableError(
-                code=503, err_code=10039, description="JetStream not enabled for account"
-            )
-        return await self.js.stream_info(name, *args, **kwargs)
-
-
 async def test_start_up_waits_out_a_cluster_that_does_not_serve_jetstream_yet(
     settings: HubSettings,
     registry: Registry,
@@ -270,16 +252,16 @@ async def test_start_up_waits_out_a_cluster_that_does_not_serve_jetstream_yet(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(hub.provisioning, "UNAVAILABLE_RETRY_S", 0.01)
-    caplog.set_level("WARNING", logger="hub.provisioning")
-    js = cast(JetStreamContext, JustStarted(admin, refusals=2))
+    monkeypatch.setattr(subscribers.connection, "UNAVAILABLE_RETRY_S", 0.01)
+    caplog.set_level("WARNING", logger="subscribers.connection")
+    js = just_started(admin, "stream_info", refusals=2)
 
     await Provisioner(settings, registry, js, js, utc_now).ensure()
 
     assert [r.getMessage() for r in caplog.records].count("jetstream.unavailable") == 2
     assert await Provisioner(settings, registry, admin, admin, utc_now).compare() == []
 
-    monkeypatch.setattr(hub.provisioning, "UNAVAILABLE_WAIT_S", 0.0)  # never serves: said so
-    js = cast(JetStreamContext, JustStarted(admin, refusals=1))
+    monkeypatch.setattr(subscribers.connection, "UNAVAILABLE_WAIT_S", 0.0)  # never serves: said so
+    js = just_started(admin, "stream_info", refusals=1)
     with pytest.raises(nats.js.errors.ServiceUnavailableError):
         await Provisioner(settings, registry, js, js, utc_now).ensure()

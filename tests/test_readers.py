@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+import subscribers.connection
 from hub.config import HubSettings
 from hub.registry import Registry
 from hub.samples import sample_event
@@ -21,7 +22,7 @@ from schemas.wire import CONSUMER_BACKOFF_KEY
 from subscribers.errors import ReaderConflict
 from subscribers.recipient import Delivery, Recipient
 from tests.conftest import Orgs, hub_running
-from tests.helpers import eventually, receiving, run_hub
+from tests.helpers import eventually, just_started, receiving, run_hub
 
 pytestmark = pytest.mark.connected
 
@@ -126,3 +127,24 @@ async def test_the_hub_backoff_setting_decides_the_delays_between_attempts(
     assert recipient.backoff_s == (0.3, 2.5)  # the SDK's own default is (2, 10, 60, 300, 900)
     gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.3 and gaps[1] >= 2.5
+
+
+async def test_a_reader_started_with_a_cluster_waits_until_jetstream_serves(
+    hub: Hub, orgs: Orgs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(subscribers.connection, "UNAVAILABLE_RETRY_S", 0.01)
+    got: list[str] = []
+
+    async def record(event: Event, delivery: Delivery) -> None:
+        got.append(event.key)
+
+    recipient = Recipient(await orgs.nc(ORG), ORG, wire=hub.settings.wire)
+    recipient.js = just_started(recipient.js, "consumer_info", refusals=2)
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(recipient.run(record, stop))
+        keys = await publish(orgs, hub, 2)
+        await eventually(lambda: len(got) == 2, within=10)
+        stop.set()
+    assert got == keys
+    assert recipient.js.refusals == 0  # type: ignore[attr-defined]
