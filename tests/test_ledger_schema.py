@@ -15,6 +15,7 @@ from sqlalchemy import Connection, inspect, text
 from hub.config import HubSettings
 from hub.errors import LedgerVersionError
 from hub.ledger import SCHEMA_VERSION, Ledger
+from hub.ledger.database import BUSY_WAIT_S
 from tests.conftest import BACKENDS, POSTGRES_URL
 from tests.helpers import event, receipt, run_hub
 
@@ -166,3 +167,22 @@ async def test_hub_processes_opening_a_new_ledger_at_once_all_get_it(
         versions = await asyncio.gather(*(opened() for _ in range(4)))
     assert versions == [str(SCHEMA_VERSION)] * 4
     assert "ledger.unavailable" not in caplog.text  # a race, not an outage
+
+
+async def test_every_sqlite_connection_waits_for_locks_syncs_each_commit_and_caches_64_mib(
+    tmp_path: Path,
+) -> None:
+    """The settings every connection gets, the writer's and each report's alike."""
+    async with Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite3'}") as ledger:
+        async with ledger.engine.connect() as first, ledger.engine.connect() as second:
+            for conn in (first, second):
+                found = {
+                    pragma: (await conn.exec_driver_sql(f"PRAGMA {pragma}")).scalar()
+                    for pragma in ("journal_mode", "synchronous", "busy_timeout", "cache_size")
+                }
+                assert found == {
+                    "journal_mode": "wal",  # reports read while the projection writes
+                    "synchronous": 2,  # FULL: a committed batch survives a power cut
+                    "busy_timeout": int(BUSY_WAIT_S * 1000),
+                    "cache_size": -64 * 1024,  # KiB: a grown ledger's writes hit the cache
+                }

@@ -69,6 +69,17 @@ log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 1.0
 BUSY_WAIT_S = 10.0  # how long SQLite waits for another process's lock (and the WAL switch)
+CACHE_KIB = 64 * 1024
+"""SQLite's page cache per connection (its default is 2 MiB), filled only as pages are read.
+
+The pool keeps up to 5 connections open, so a hub whose reports read a year of a busy county can
+hold about 320 MiB of ledger pages; the writer's connection stays at 64 MiB.
+
+A pair's key (event key, recipient) lands at a random place of its index (publishers choose event
+ids), so on a grown ledger nearly every write read its page back from the OS. On a ledger of
+400,000 pairs (``bench.ledger``, three runs) 64 MiB halved the writer's system-call time per
+1,000 deliveries (events 15 → 9 ms, receipts 21–23 → 10–11); the total fell by 0–12 %, close to
+the run-to-run noise. The larger the ledger, the more it saves."""
 PREPARE_LOCK_ID = 0x6C6564676572  # PostgreSQL advisory lock held while the tables are prepared
 CONFIG_SQLSTATES = {
     "28000",  # invalid authorization
@@ -413,6 +424,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={int(BUSY_WAIT_S * 1000)}")
     _wal(cursor)  # reports read while the projector writes
     cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     cursor.close()
 
 
