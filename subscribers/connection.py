@@ -37,6 +37,7 @@ TIMINGS: dict[str, Any] = {
 # moment: the account is enabled node by node as its JWT is loaded
 UNAVAILABLE_WAIT_S = 30.0
 UNAVAILABLE_RETRY_S = 0.5
+UNAVAILABLE_LOG_EVERY = 10  # refusals: a server without JetStream is not logged 60 times
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 T = TypeVar("T")
 
@@ -160,11 +161,17 @@ async def while_unavailable(attempt: Callable[[], Awaitable[T]], what: str) -> T
         nats.js.errors.ServiceUnavailableError: still unavailable after the wait.
     """
     deadline = asyncio.get_running_loop().time() + UNAVAILABLE_WAIT_S
+    refusals = 0
     while True:
         try:
             return await attempt()
         except nats.js.errors.ServiceUnavailableError as exc:
             if asyncio.get_running_loop().time() >= deadline:
                 raise
-            log.warning("jetstream.unavailable", extra={"doing": what, "error": exc.description})
+            refusals += 1
+            if refusals % UNAVAILABLE_LOG_EVERY == 1:  # the first, then every few seconds
+                log.warning(
+                    "jetstream.unavailable",
+                    extra={"doing": what, "refusals": refusals, "error": exc.description},
+                )
             await asyncio.sleep(UNAVAILABLE_RETRY_S)
