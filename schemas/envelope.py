@@ -108,8 +108,9 @@ class EnvelopeBase(Model):
     def _rfc3339(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):
             return value
-        naive = RFC3339_LOCAL.fullmatch(value)  # no offset at all: the timezone_aware rule says so
-        if not (RFC3339.fullmatch(value) or naive) and not (info.context or {}).get("delivered"):
+        delivered = (info.context or {}).get("delivered")  # checked when the hub accepted it
+        # no offset at all (RFC3339_LOCAL): the timezone_aware rule says so, not this one
+        if not delivered and not (RFC3339.fullmatch(value) or RFC3339_LOCAL.fullmatch(value)):
             raise PydanticCustomError(
                 "time_not_rfc3339",
                 "{value} is not an RFC 3339 time (e.g. 2025-09-30T10:15:00+08:00)",
