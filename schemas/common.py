@@ -66,8 +66,8 @@ _USCC_CHAR = "[0-9A-HJ-NP-RTUWXYa-hj-np-rtuwxy]"
 USCC_PATTERN = rf"^\s*{_USCC_CHAR}{{2}}[0-9]{{6}}{_USCC_CHAR}{{10}}\s*$"
 
 
-def _delivered(info: ValidationInfo) -> bool:
-    """A copy the hub accepted and signed: its check characters were checked at ingest.
+def delivered_copy(info: ValidationInfo) -> bool:
+    """A copy the hub accepted and signed: its check characters and times were checked at ingest.
 
     Checking them again in every recipient's SDK (and in the ledger's projection) was the largest
     single cost of reading a delivery; the hub's signature vouches for the stored form instead.
@@ -77,7 +77,7 @@ def _delivered(info: ValidationInfo) -> bool:
 
 def _check_uscc(value: str, info: ValidationInfo) -> str:
     """Validate a unified social credit code (GB 32100) with python-stdnum."""
-    if _delivered(info):
+    if delivered_copy(info):
         return value
     code = value.strip().upper()
     if len(code) != 18:
@@ -112,7 +112,7 @@ Uscc = Annotated[
 
 def _check_resident_id(value: str, info: ValidationInfo) -> str:
     """Validate a resident identity number; an unknown area code is left for review."""
-    if _delivered(info):
+    if delivered_copy(info):
         return value
     number = value.strip().upper()
     try:

@@ -36,7 +36,7 @@ from schemas import (
     statistics,
     transfer,
 )
-from schemas.common import EventId, Model, OrgId, Title
+from schemas.common import EventId, Model, OrgId, Title, delivered_copy
 from schemas.shanghai import local_iso
 
 DEFAULT_CLOCK_SKEW_S = 300.0
@@ -108,9 +108,10 @@ class EnvelopeBase(Model):
     def _rfc3339(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):
             return value
-        delivered = (info.context or {}).get("delivered")  # checked when the hub accepted it
         # no offset at all (RFC3339_LOCAL): the timezone_aware rule says so, not this one
-        if not delivered and not (RFC3339.fullmatch(value) or RFC3339_LOCAL.fullmatch(value)):
+        if not delivered_copy(info) and not (
+            RFC3339.fullmatch(value) or RFC3339_LOCAL.fullmatch(value)
+        ):
             raise PydanticCustomError(
                 "time_not_rfc3339",
                 "{value} is not an RFC 3339 time (e.g. 2025-09-30T10:15:00+08:00)",
@@ -137,9 +138,9 @@ class EnvelopeBase(Model):
     @field_validator("time")
     @classmethod
     def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
-        context = info.context or {}
-        if context.get("delivered"):
+        if delivered_copy(info):
             return value
+        context = info.context or {}
         now: datetime = context.get("now") or datetime.now(UTC)
         skew = timedelta(seconds=float(context.get("clock_skew_s", DEFAULT_CLOCK_SKEW_S)))
         if value > now + skew:
