@@ -17,7 +17,9 @@ from hub.errors import LedgerVersionError
 from hub.ledger import SCHEMA_VERSION, Ledger
 from hub.ledger.database import BUSY_WAIT_S
 from tests.conftest import BACKENDS, POSTGRES_URL
-from tests.helpers import event, receipt, run_hub
+from tests.helpers import PUBLISHER, RECIPIENT, event, receipt, run_hub
+
+OTHER = "renqiu-zjj"
 
 
 @asynccontextmanager
@@ -34,6 +36,29 @@ async def database(backend: str, tmp_path: Path) -> AsyncIterator[tuple[str, str
     finally:
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await admin.close()
+
+
+async def as_version_2(ledger: Ledger) -> None:
+    """Give the pairs table version 2's shape: no events_seq or lag_us, its figures indexes."""
+    async with ledger.engine.begin() as conn:
+        for side in ("recipient", "publisher"):
+            await conn.execute(text(f"DROP INDEX ix_ledger_delivery_{side}_sums"))
+        await conn.execute(
+            text(
+                "CREATE INDEX ix_ledger_delivery_recipient_figures ON ledger_delivery (recipient,"
+                " formed_day, category, published_day, acknowledged_day, state, published_at,"
+                " acknowledged_at, event_key)"
+            )
+        )
+        await conn.execute(
+            text(
+                "CREATE INDEX ix_ledger_delivery_publisher_figures"
+                " ON ledger_delivery (publisher, formed_day)"
+            )
+        )
+        for column in ("events_seq", "lag_us"):
+            await conn.execute(text(f"ALTER TABLE ledger_delivery DROP COLUMN {column}"))
+        await conn.execute(text("UPDATE ledger_meta SET value = '2' WHERE name = 'version'"))
 
 
 async def stored_version(ledger: Ledger) -> str:
@@ -82,11 +107,12 @@ async def test_a_ledger_from_before_versions_were_stored_is_upgraded_keeping_its
                 [event("2025-09-30T10:00:00+08:00", "2025-09-30T10:00:01+08:00")],
                 [receipt("2025-09-30T10:00:02+08:00")],
             )
+            await as_version_2(ledger)
             async with ledger.engine.begin() as conn:
                 await conn.execute(text("DROP TABLE ledger_meta"))
         async with Ledger.open(url, schema=schema) as reopened:
             version, counts = await stored_version(reopened), await reopened.counts()
-    # version 1 (no meta table), upgraded in place: version 2 only added the case tables
+    # version 1 (no meta table), upgraded in place: versions 2 and 3 only added tables and columns
     assert version == str(SCHEMA_VERSION) and counts == {"acknowledged": 1}  # rows kept
 
 
@@ -110,6 +136,7 @@ async def test_a_version_1_ledger_gets_the_case_tables_and_keeps_its_rows(
                 [event("2025-09-30T10:00:00+08:00", "2025-09-30T10:00:01+08:00")],
                 [receipt("2025-09-30T10:00:02+08:00")],
             )
+            await as_version_2(ledger)
             async with ledger.engine.begin() as conn:  # as version 1 left it
                 await conn.execute(text("DROP TABLE ledger_case_deadline"))
                 await conn.execute(text("DROP TABLE ledger_case"))
@@ -117,8 +144,66 @@ async def test_a_version_1_ledger_gets_the_case_tables_and_keeps_its_rows(
         async with Ledger.open(url, schema=schema) as upgraded:
             version, counts = await stored_version(upgraded), await upgraded.counts()
             cases = await upgraded.case_states()
-    assert version == str(SCHEMA_VERSION) == "2"
+    assert version == str(SCHEMA_VERSION) == "3"
     assert counts == {"acknowledged": 1} and cases == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_version_2_ledger_gets_the_pairs_sequences_and_lags_a_new_ledger_writes(
+    backend: str, tmp_path: Path
+) -> None:
+    """Acknowledged, pending, dead-lettered and receipt-first pairs: as if written by version 3."""
+    applied = [
+        (
+            [event("2025-09-30T10:00:00+08:00", "2025-09-30T10:00:01+08:00", seq=7)],
+            [receipt("2025-09-30T10:00:02.250001+08:00")],  # 1.250001 s after publishing
+        ),
+        (  # its receipt first, then the event (published a day late)
+            [],
+            [receipt("2025-10-02T09:00:00+08:00", key=f"{PUBLISHER}/e2", recipient=OTHER)],
+        ),
+        (
+            [
+                event(
+                    "2025-09-30T23:00:00+08:00",
+                    "2025-10-01T08:00:00+08:00",
+                    key=f"{PUBLISHER}/e2",
+                    recipients=(RECIPIENT, OTHER),
+                    seq=9,
+                ),
+                event(
+                    "2025-10-01T08:00:00+08:00",
+                    "2025-10-01T08:00:00+08:00",
+                    key=f"{PUBLISHER}/e3",
+                    recipients=(RECIPIENT, OTHER),
+                    seq=12,
+                ),
+            ],
+            [receipt("2025-10-01T09:00:00+08:00", key=f"{PUBLISHER}/e3", status="dead_lettered")],
+        ),
+    ]
+    dumps = []
+    for version in (2, 3):
+        (tmp_path / str(version)).mkdir()
+        async with database(backend, tmp_path / str(version)) as (url, schema):
+            async with Ledger.open(url, schema=schema) as ledger:
+                for events, receipts in applied:
+                    await ledger.apply(events, receipts)
+                if version == 2:
+                    await as_version_2(ledger)
+            async with Ledger.open(url, schema=schema) as reopened:
+                dumps.append(await reopened.dump())
+                assert await stored_version(reopened) == str(SCHEMA_VERSION)
+    upgraded, written = dumps
+    assert upgraded == written
+    lags = {(row[0], row[1]): row[-1] for row in written[1]}
+    assert lags == {
+        (f"{PUBLISHER}/e1", RECIPIENT): 1_250_001,
+        (f"{PUBLISHER}/e2", RECIPIENT): None,  # pending
+        (f"{PUBLISHER}/e2", OTHER): 90_000_000_000,  # 25 hours, receipt before event
+        (f"{PUBLISHER}/e3", RECIPIENT): None,  # dead-lettered
+        (f"{PUBLISHER}/e3", OTHER): None,
+    }
 
 
 def index_names(conn: Connection) -> set[str]:
@@ -137,7 +222,7 @@ async def test_a_ledger_with_earlier_indexes_gets_the_figures_indexes_and_keeps_
             )
             async with ledger.engine.begin() as conn:  # as the ledger was before the figures
                 for side in ("recipient", "publisher"):
-                    await conn.execute(text(f"DROP INDEX ix_ledger_delivery_{side}_figures"))
+                    await conn.execute(text(f"DROP INDEX ix_ledger_delivery_{side}_sums"))
                     await conn.execute(
                         text(
                             f"CREATE INDEX ix_ledger_delivery_{side}_day"
@@ -148,7 +233,7 @@ async def test_a_ledger_with_earlier_indexes_gets_the_figures_indexes_and_keeps_
             async with upgraded.engine.connect() as conn:
                 names = await conn.run_sync(index_names)
             counts = await upgraded.counts()
-    assert {"ix_ledger_delivery_recipient_figures", "ix_ledger_delivery_publisher_figures"} <= names
+    assert {"ix_ledger_delivery_recipient_sums", "ix_ledger_delivery_publisher_sums"} <= names
     assert not names & {"ix_ledger_delivery_recipient_day", "ix_ledger_delivery_publisher_day"}
     assert counts == {"acknowledged": 1}
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -53,17 +53,8 @@ from hub.ledger.tables import (
     meta_table,
     metadata,
 )
-from hub.ledger.upserts import (
-    Row,
-    chunks,
-    event_rows,
-    first_of_each_key,
-    getter,
-    pair_rows,
-    receipt_row,
-    runs,
-    statement,
-)
+from hub.ledger.upgrade import add_missing_columns
+from hub.ledger.upserts import Bound, chunks, event_rows, first_of_each_key, receipt_row, runs
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +131,7 @@ class Ledger:
     def __init__(self, engine: AsyncEngine, where: str = "") -> None:
         self.engine, self.where = engine, where
         self._write = asyncio.Lock()  # one writer: SQLite would refuse a second
-        self._compiled: dict[tuple[str, str], tuple[str, list[Callable[[Row], Any]]]] = {}
+        self._bound: dict[tuple[str, str], Bound] = {}
 
     @classmethod
     @asynccontextmanager
@@ -188,30 +179,23 @@ class Ledger:
         events = first_of_each_key(events)
         async with self._write, self.engine.begin() as conn:
             await cases.record(conn, case_steps)
-            for chunk in chunks(event_rows(events)):
-                await self._execute(conn, "events", chunk)
-            for chunk in chunks(pair_rows(events)):
-                await self._execute(conn, "pairs", chunk)
+            upsert = self._upsert(conn, "events")
+            for chunk in chunks(upsert.params(event_rows(events))):
+                await conn.exec_driver_sql(upsert.sql, chunk)
+            upsert = self._upsert(conn, "pairs")
+            for chunk in chunks(upsert.pair_params(events)):
+                await conn.exec_driver_sql(upsert.sql, chunk)
             for status, run in runs(receipts):
-                for chunk in chunks(receipt_row(r) for r in run):
-                    await self._execute(conn, status, chunk)
+                upsert = self._upsert(conn, status)
+                for chunk in chunks(upsert.params(receipt_row(r) for r in run)):
+                    await conn.exec_driver_sql(upsert.sql, chunk)
 
-    async def _execute(self, conn: AsyncConnection, kind: str, rows: list[Row]) -> None:
-        """Run one upsert over many rows straight through the driver.
-
-        The statement is compiled once per database; the rows' values are converted here, which
-        spares SQLAlchemy's per-row parameter processing (the projection's main cost).
-        """
+    def _upsert(self, conn: AsyncConnection, kind: str) -> Bound:
+        """The upsert of ``kind`` on this database, compiled once."""
         key = (conn.dialect.name, kind)
-        if key not in self._compiled:
-            compiled = statement(conn.dialect, kind).compile(dialect=conn.dialect)
-            text = conn.dialect.name == "sqlite"
-            self._compiled[key] = (
-                str(compiled),
-                [getter(name, compiled.params, text) for name in compiled.positiontup or []],
-            )
-        sql, getters = self._compiled[key]
-        await conn.exec_driver_sql(sql, [tuple(get(row) for get in getters) for row in rows])
+        if key not in self._bound:
+            self._bound[key] = Bound.compile(conn.dialect, kind)
+        return self._bound[key]
 
     async def wipe(self) -> None:
         """Delete every row (before a rebuild)."""
@@ -393,6 +377,7 @@ def _tables_at_version(conn: Connection, recreate: bool) -> int:
         metadata.drop_all(conn, tables=[*DATA_TABLES, *CASE_TABLES, meta_table])
     existing = set(inspect(conn).get_table_names())
     metadata.create_all(conn)
+    add_missing_columns(conn, existing)
     _indexes(conn, existing)
     if meta_table.name in existing:
         stored = conn.execute(select(meta_table.c.value).where(meta_table.c.name == "version"))

@@ -4,9 +4,10 @@ Art. 16's verdicts (``hub.timeliness.judge``) need no time zone here, because th
 each moment's Shanghai day beside it: a pair was acknowledged in time when its acknowledged day is
 not after its formed day, published late when its published day is after it, and an open pair is
 overdue once its formed day is before today. Delivery lags are whole microseconds (published →
-acknowledged, never below zero), so they are exact on both databases.
+acknowledged, never below zero), so they are exact on both databases; the ledger writes each
+pair's as soon as it knows both times (``hub.ledger.upserts``).
 
-One statement answers a report's side, read from the organisation's figures index
+One statement answers a report's side, read from the organisation's sums index
 (``hub.ledger.tables``): the pairs summed per event, then per organisation and category every
 count and the group's lags (its percentiles need each of them). An organisation's total, and the
 total of everything, add up their categories, except for the number of distinct events, which the
@@ -21,10 +22,8 @@ from itertools import chain
 from typing import Any, Literal
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     CompoundSelect,
-    Dialect,
     Integer,
     Select,
     String,
@@ -33,7 +32,6 @@ from sqlalchemy import (
     case,
     cast,
     distinct,
-    extract,
     func,
     literal,
     null,
@@ -61,32 +59,11 @@ FLAGS = (
 COUNTS = ("deliveries", "events", "same_day_events", *FLAGS)
 
 
-def lag_us(dialect: Dialect) -> ColumnElement[Any]:
-    """Published → acknowledged in whole microseconds, at least 0 (NULL until acknowledged)."""
-    t = deliveries_table
-    ack, published = t.c.acknowledged_at, t.c.published_at
-    if dialect.name == "sqlite":  # fixed-width ISO text in UTC: YYYY-MM-DDTHH:MM:SS.ffffff+00:00
-
-        def seconds(moment: ColumnElement[Any]) -> ColumnElement[Any]:
-            return func.julianday(func.substr(moment, 1, 19))  # whole seconds, in days
-
-        def micro(moment: ColumnElement[Any]) -> ColumnElement[Any]:
-            return cast(func.substr(moment, 21, 6), Integer)
-
-        # a day is 86,400 s exactly; the rounding only drops the float's error (< 1 ms)
-        whole = cast(func.round((seconds(ack) - seconds(published)) * 86_400), Integer)
-        lag = whole * 1_000_000 + micro(ack) - micro(published)
-        return func.max(lag, 0)  # the scalar max: NULL while not acknowledged
-    # EXTRACT(epoch) is numeric: exact to the microsecond
-    lag = cast((extract("epoch", ack) - extract("epoch", published)) * 1_000_000, BigInteger)
-    return case((lag < 0, 0), else_=lag)
-
-
 def flags(today: date) -> dict[str, ColumnElement[Any]]:
     """Each pair's verdict as 0/1 columns to sum (``judge`` at any moment of ``today``)."""
     t = deliveries_table
-    acknowledged = t.c.acknowledged_at.is_not(None)
-    open_ = t.c.acknowledged_at.is_(None)
+    acknowledged = t.c.acknowledged_day.is_not(None)  # set with acknowledged_at, and indexed
+    open_ = t.c.acknowledged_day.is_(None)
     late = (acknowledged & (t.c.acknowledged_day > t.c.formed_day)) | (
         open_ & (t.c.formed_day < today)
     )
@@ -105,12 +82,13 @@ def flags(today: date) -> dict[str, ColumnElement[Any]]:
 
 
 def figures_query(
-    dialect: Dialect, scope: ColumnElement[bool], side: Side, today: date, levels: Sequence[Level]
+    scope: ColumnElement[bool], side: Side, today: date, levels: Sequence[Level]
 ) -> CompoundSelect[Any]:
     """Every figure per organisation and category, and the distinct events of the totals.
 
-    Organisations are taken on ``side``. The pairs are first summed per event: a recipient holds
-    one pair of each event (the primary key), a publisher all of them. Per organisation and
+    Organisations are taken on ``side``. The pairs are first summed per event (its sequence in
+    the events stream, one per event key): a recipient holds one pair of each event (the primary
+    key), a publisher all of them. Per organisation and
     category the events are then counted and everything else added up; the organisation's total
     (``levels`` with "org") is added up from its categories too, except a publisher's events,
     counted distinct in case a key came twice with two categories. "all" counts the distinct events
@@ -120,8 +98,8 @@ def figures_query(
     org = t.c[side]  # never NULL here: a known event names its publisher
     judged = and_(scope, t.c.published_day.is_not(None))  # its event is known
     same_day = case((t.c.published_day == t.c.formed_day, 1), else_=0)
-    lag = cast(lag_us(dialect), Text)
-    keys = (org.label("org"), t.c.category, t.c.event_key)
+    lag = cast(t.c.lag_us, Text)
+    keys = (org.label("org"), t.c.category, t.c.events_seq)
     if side == "recipient":
         per_event = select(
             *keys,
@@ -140,7 +118,7 @@ def figures_query(
                 func.aggregate_strings(lag, ",").label("lags"),
             )
             .where(judged)
-            .group_by(*keys[:2], t.c.event_key)
+            .group_by(*keys)
         )
     e = per_event.cte("per_event").c
     by_category = select(
@@ -161,8 +139,8 @@ def figures_query(
         return select(
             *group,
             blanks[0],
-            func.count(distinct(e.event_key)).label("events"),
-            func.count(distinct(case((e.same_day == 1, e.event_key)))).label("same_day_events"),
+            func.count(distinct(e.events_seq)).label("events"),
+            func.count(distinct(case((e.same_day == 1, e.events_seq)))).label("same_day_events"),
             *blanks[1:],
             nothing,
         )
@@ -189,7 +167,7 @@ async def figures(
 ) -> list[PairFigures]:
     """The figures per group of ``levels``, each organisation on ``side``; ``today``: Shanghai's."""
     scope = in_period(day_from, day_to, recipient, publisher, members)
-    query = figures_query(conn.dialect, scope, side, today, levels)
+    query = figures_query(scope, side, today, levels)
     rows = [row._mapping for row in await conn.execute(query)]
     by_category = [_category(row) for row in rows if row["level"] == "category"]
     counted = {(row["level"], row["org"]): row for row in rows if row["level"] != "category"}
@@ -244,18 +222,18 @@ def faults(day_from: date, day_to: date, org: str, role: Side, today: date) -> S
 
     As publisher: late pairs of events it published after their day. As recipient: pairs it has
     not acknowledged, or acknowledged late although they were published in time. The pairs are
-    found in the figures index (``.correlate(None)``: a query of its own, on its own table), and
+    found in the sums index (``.correlate(None)``: a query of its own, on its own table), and
     only they are read from the table.
     """
     t = deliveries_table
-    acknowledged = t.c.acknowledged_at.is_not(None)
+    acknowledged = t.c.acknowledged_day.is_not(None)
     late_ack = acknowledged & (t.c.acknowledged_day > t.c.formed_day)
     published_late = t.c.published_day > t.c.formed_day
     if role == "publisher":
-        overdue = t.c.acknowledged_at.is_(None) & (t.c.formed_day < today)
+        overdue = t.c.acknowledged_day.is_(None) & (t.c.formed_day < today)
         answers_for = and_(published_late, late_ack | overdue)
     else:
-        answers_for = t.c.acknowledged_at.is_(None) | (late_ack & ~published_late)
+        answers_for = t.c.acknowledged_day.is_(None) | (late_ack & ~published_late)
     by_role = {role: org}
     recipient, publisher = by_role.get("recipient"), by_role.get("publisher")
     pairs = select(t.c.event_key, t.c.recipient).where(

@@ -89,6 +89,7 @@ class DeliveryRow:
     formed_day: date | None
     published_at: datetime | None
     published_day: date | None
+    events_seq: int | None
     delivered_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged_day: date | None
@@ -97,6 +98,7 @@ class DeliveryRow:
     state: DeliveryState
     reason: str | None
     receipt_seq: int | None
+    lag_us: int | None  # published → acknowledged, once both are known
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", DeliveryState(self.state))

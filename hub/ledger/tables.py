@@ -21,14 +21,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version of the tables below; a change to them is a new version (rebuild from the streams).
 
 Version 2 added the case tables: a ledger of version 1 is upgraded in place (the new tables are
 created; they fill from the streams with ``hub ledger rebuild``, or as new case steps arrive).
-Indexes are no part of the version: a ledger gets the missing ones when it is opened.
+Version 3 added a pair's ``events_seq`` and ``lag_us``, which the figures index holds instead of
+the event key and both times: a ledger of version 1 or 2 gets the columns, filled from what it
+holds, when it is opened. Indexes are no part of the version: a ledger gets the missing ones when
+it is opened.
 """
-ADDITIVE_SINCE = {1}  # versions that become the current one by creating the missing tables
+ADDITIVE_SINCE = {1, 2}  # versions that become the current one by adding what is missing
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -85,15 +88,12 @@ events_table = Table(
     Column("summary", String(400), nullable=False),
 )
 
-FIGURES_READ = (
-    "published_day",
-    "acknowledged_day",
-    "state",
-    "published_at",
-    "acknowledged_at",
-    "event_key",
-)
-"""What the reports' figures read of a pair besides its organisation, formed day and category."""
+FIGURES_READ = ("published_day", "acknowledged_day", "state", "lag_us", "events_seq")
+"""What the reports' figures read of a pair besides its organisation, formed day and category.
+
+Short integers rather than the event key and two times: a receipt rewrites the pair's entry in
+the recipient's index, and with 50-character keys and two 32-character times in it that rewrite
+cost the ledger more than the rest of the receipt (``bench/README.md``, "The ledger's writes")."""
 
 deliveries_table = Table(
     "ledger_delivery",
@@ -107,6 +107,7 @@ deliveries_table = Table(
     Column("formed_day", Date),
     Column("published_at", UtcDateTime),
     Column("published_day", Date),
+    Column("events_seq", BigInteger),  # the event's place in the events stream: one per event
     # from the receipts
     Column("delivered_at", UtcDateTime),
     Column("acknowledged_at", UtcDateTime),
@@ -116,6 +117,8 @@ deliveries_table = Table(
     Column("state", String(20), nullable=False),
     Column("reason", String(2000)),
     Column("receipt_seq", BigInteger),
+    # published → acknowledged in whole microseconds, at least 0, once both are known
+    Column("lag_us", BigInteger),
     Index("ix_ledger_delivery_formed_day", "formed_day"),
     # An organisation's year for the reports (hub.ledger.figures). Its rows are spread over the
     # whole table (a recipient's one per event, every few pages): these indexes hold what the
@@ -127,22 +130,27 @@ deliveries_table = Table(
     # written at once), are read from the table. The day comes second so that the entries
     # written each day stay together at the end of each organisation's.
     Index(
-        "ix_ledger_delivery_recipient_figures",
+        "ix_ledger_delivery_recipient_sums",
         "recipient",
         "formed_day",
         "category",
         *FIGURES_READ,
     ),
     Index(
-        "ix_ledger_delivery_publisher_figures",
+        "ix_ledger_delivery_publisher_sums",
         "publisher",
         "formed_day",
         postgresql_include=["category", *FIGURES_READ, "recipient"],
     ),
     Index("ix_ledger_delivery_state", "state"),
 )
-OBSOLETE_INDEXES = ("ix_ledger_delivery_recipient_day", "ix_ledger_delivery_publisher_day")
-"""Indexes of earlier versions, dropped on opening (the figures indexes serve their queries)."""
+OBSOLETE_INDEXES = (
+    "ix_ledger_delivery_recipient_day",
+    "ix_ledger_delivery_publisher_day",
+    "ix_ledger_delivery_recipient_figures",
+    "ix_ledger_delivery_publisher_figures",
+)
+"""Indexes of earlier versions, dropped on opening (the sums indexes serve their queries)."""
 
 DATA_TABLES = (events_table, deliveries_table)
 TIME_COLUMNS = frozenset(
