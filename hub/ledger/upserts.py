@@ -161,13 +161,14 @@ class Bound:
     def params(self, rows: Iterable[Row]) -> Iterator[tuple[Any, ...]]:
         """Each row's parameters."""
         for row in rows:
-            yield tuple(get(row) for get in self.getters)
+            yield tuple([get(row) for get in self.getters])
 
     def pair_params(self, events: Iterable[EventRecord]) -> Iterator[tuple[Any, ...]]:
         """Each expected pair's parameters: an event's converted once, each recipient put in."""
         slots = [i for i, name in enumerate(self.names) if name == "recipient"]
         for e in events:
-            values = [get(pair_row(e, "")) for get in self.getters]
+            row = pair_row(e, "")
+            values = [get(row) for get in self.getters]
             for recipient in e.recipients:
                 for i in slots:
                     values[i] = recipient
