@@ -88,11 +88,10 @@ def figures_query(
 
     Organisations are taken on ``side``. The pairs are first summed per event (its sequence in
     the events stream, one per event key): a recipient holds one pair of each event (the primary
-    key), a publisher all of them. Per organisation and
-    category the events are then counted and everything else added up; the organisation's total
-    (``levels`` with "org") is added up from its categories too, except a publisher's events,
-    counted distinct in case a key came twice with two categories. "all" counts the distinct events
-    of every pair in ``scope``.
+    key), a publisher all of them. Per organisation and category the events are then counted
+    and everything else added up; the organisation's total (``levels`` with "org") is added up
+    from its categories too, except a publisher's events, counted distinct in case a key came
+    twice with two categories. "all" counts the distinct events of every pair in ``scope``.
     """
     t = deliveries_table
     org = t.c[side]  # never NULL here: a known event names its publisher

@@ -26,10 +26,10 @@ SCHEMA_VERSION = 3
 
 Version 2 added the case tables: a ledger of version 1 is upgraded in place (the new tables are
 created; they fill from the streams with ``hub ledger rebuild``, or as new case steps arrive).
-Version 3 added a pair's ``events_seq`` and ``lag_us``, which the figures index holds instead of
+Version 3 added a pair's ``events_seq`` and ``lag_us``, which the sums indexes hold instead of
 the event key and both times: a ledger of version 1 or 2 gets the columns, filled from what it
-holds, when it is opened. Indexes are no part of the version: a ledger gets the missing ones when
-it is opened.
+holds, when it is opened (``hub.ledger.upgrade``). Indexes are no part of the version: a ledger
+gets the missing ones when it is opened.
 """
 ADDITIVE_SINCE = {1, 2}  # versions that become the current one by adding what is missing
 
