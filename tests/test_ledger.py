@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from typing import get_args
 
-from hub.ledger import Ledger
+import pytest
+from sqlalchemy import Dialect
+from sqlalchemy.engine import make_url
+
+from hub.ledger import Ledger, ReceiptRecord
+from hub.ledger.database import engine_url
+from hub.ledger.upserts import Bound, receipt_row
 from hub.registry import Registry
 from hub.reports import daily_report, org_report
 from hub.timeliness import Verdict, judge
+from schemas.receipt import ReceiptStatus
+from tests.conftest import POSTGRES_URL
 from tests.helpers import PUBLISHER, RECIPIENT, at, event, receipt
 
 
@@ -170,3 +179,29 @@ async def test_receipts_before_their_event_give_the_same_rows(
     await ledger.apply([known], records)
     assert await ledger.dump() == receipts_first
     assert (await ledger.counts()) == {"acknowledged": 2, "pending": 1}
+
+
+DRIVERS = [engine_url("sqlite:///ledger.sqlite3"), engine_url(POSTGRES_URL)]  # as the hub's
+
+
+@pytest.mark.parametrize("dialect", [make_url(url).get_dialect()() for url in DRIVERS])
+@pytest.mark.parametrize("status", get_args(ReceiptStatus))
+def test_a_messages_receipts_get_the_parameters_each_row_would_give(
+    dialect: Dialect, status: ReceiptStatus
+) -> None:
+    """Two stored messages of receipts, each receipt its own pair, arrival time and attempt."""
+    records = []
+    for seq, stored in ((5, "2025-09-30T10:00:02+08:00"), (6, "2025-09-30T10:00:03+08:00")):
+        for n in range(3):
+            one = receipt(stored, status=status, key=f"{PUBLISHER}/e{n}", attempt=n + 1, seq=seq)
+            body = one.receipt.model_copy(
+                update={
+                    "received_at": one.at - timedelta(milliseconds=n),
+                    "reason": None if status == "acknowledged" else f"第 {n} 次失败",
+                }
+            )
+            records.append(ReceiptRecord(body, one.at, seq))
+    upsert = Bound.compile(dialect, status)
+    expected = list(upsert.params(receipt_row(r) for r in records))
+    assert list(upsert.receipt_params(records)) == expected
+    assert len(set(expected)) == len(records)  # every row differs: the test sees each one

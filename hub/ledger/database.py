@@ -54,7 +54,7 @@ from hub.ledger.tables import (
     metadata,
 )
 from hub.ledger.upgrade import add_missing_columns
-from hub.ledger.upserts import Bound, chunks, event_rows, first_of_each_key, receipt_row, runs
+from hub.ledger.upserts import Bound, chunks, event_rows, first_of_each_key, runs
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class Ledger:
                 await conn.exec_driver_sql(upsert.sql, chunk)
             for status, run in runs(receipts):
                 upsert = self._upsert(conn, status)
-                for chunk in chunks(upsert.params(receipt_row(r) for r in run)):
+                for chunk in chunks(upsert.receipt_params(run)):
                     await conn.exec_driver_sql(upsert.sql, chunk)
 
     def _upsert(self, conn: AsyncConnection, kind: str) -> Bound:

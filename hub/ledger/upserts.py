@@ -163,6 +163,29 @@ class Bound:
         for row in rows:
             yield tuple([get(row) for get in self.getters])
 
+    def receipt_params(self, records: Iterable[ReceiptRecord]) -> Iterator[tuple[Any, ...]]:
+        """Each receipt's parameters: a stored message's converted once, then each receipt's own.
+
+        The receipts of one message share its time, sequence and (in a run) status: only the
+        columns in ``RECEIPT_OWN`` are converted again for the next receipt of the message.
+        """
+        own = [
+            (i, get)
+            for i, (n, get) in enumerate(zip(self.names, self.getters, strict=True))
+            if n in RECEIPT_OWN
+        ]
+        values: list[Any] = []
+        message: tuple[datetime, int, str] | None = None
+        for record in records:
+            row = receipt_row(record)
+            if (record.at, record.seq, record.receipt.status) != message:
+                message = (record.at, record.seq, record.receipt.status)
+                values = [get(row) for get in self.getters]
+            else:
+                for i, get in own:
+                    values[i] = get(row)
+            yield tuple(values)
+
     def pair_params(self, events: Iterable[EventRecord]) -> Iterator[tuple[Any, ...]]:
         """Each expected pair's parameters: an event's converted once, each recipient put in."""
         slots = [i for i, name in enumerate(self.names) if name == "recipient"]
@@ -246,6 +269,10 @@ def pair_row(e: EventRecord, recipient: str) -> Row:
         "attempts": 0,
         "state": DeliveryState.PENDING.value,
     }
+
+
+RECEIPT_OWN = frozenset({"event_key", "recipient", "delivered_at", "attempts", "reason"})
+"""The columns of a receipt's row that differ between the receipts of one stored message."""
 
 
 def receipt_row(record: ReceiptRecord) -> Row:
