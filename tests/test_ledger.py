@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Dialect
 from sqlalchemy.engine import make_url
 
-from hub.ledger import Ledger, ReceiptRecord
+from hub.ledger import Backlog, Ledger, ReceiptRecord
 from hub.ledger.database import engine_url
 from hub.ledger.upserts import Bound, receipt_row
 from hub.registry import Registry
@@ -205,3 +205,58 @@ def test_a_messages_receipts_get_the_parameters_each_row_would_give(
     expected = list(upsert.params(receipt_row(r) for r in records))
     assert list(upsert.receipt_params(records)) == expected
     assert len(set(expected)) == len(records)  # every row differs: the test sees each one
+
+
+async def test_the_backlog_counts_what_each_recipient_owes_as_its_pairs_say(
+    ledger: Ledger,
+) -> None:
+    """Acknowledged, waiting (never delivered, or failed), dead-lettered; and a receipt whose
+    event is not known yet, which counts nowhere."""
+    recipients = ("renqiu-chuan", "renqiu-qingta", "renqiu-beihan")
+    events = [
+        event(
+            f"2025-09-30T0{n}:00:00+08:00",
+            f"2025-09-30T0{n}:00:01+08:00",
+            key=f"{PUBLISHER}/e{n}",
+            recipients=recipients,
+            seq=n,
+        )
+        for n in range(1, 5)
+    ]
+    receipts = [
+        receipt("2025-09-30T09:00:00+08:00", key=f"{PUBLISHER}/e1", recipient="renqiu-chuan"),
+        receipt("2025-09-30T09:30:00+08:00", key=f"{PUBLISHER}/e3", recipient="renqiu-chuan"),
+        receipt("2025-09-30T09:10:00+08:00", key=f"{PUBLISHER}/e1", recipient="renqiu-qingta"),
+        receipt(
+            "2025-09-30T09:20:00+08:00",
+            key=f"{PUBLISHER}/e2",
+            recipient="renqiu-qingta",
+            status="failed",
+        ),
+        receipt(
+            "2025-09-30T09:40:00+08:00",
+            key=f"{PUBLISHER}/e4",
+            recipient="renqiu-beihan",
+            status="dead_lettered",
+        ),
+        receipt("2025-09-30T09:50:00+08:00", key=f"{PUBLISHER}/unknown", recipient="renqiu-yucun"),
+    ]
+    await ledger.apply(events, receipts)
+    rows = await ledger.pairs(day_from=date(2025, 9, 30), day_to=date(2025, 9, 30))
+    expected = {}
+    for org in recipients:
+        own = [r for r in rows if r.recipient == org]
+        waiting = [r.published_at for r in own if r.is_waiting and r.published_at]
+        acknowledged = [r.acknowledged_at for r in own if r.acknowledged_at]
+        expected[org] = Backlog(
+            waiting=len(waiting),
+            oldest=min(waiting, default=None),
+            last_receipt=max(acknowledged, default=None),
+            dead_lettered=sum(r.state == "dead_lettered" for r in own),
+        )
+    assert await ledger.backlog() == await ledger.backlog(category="permit") == expected
+    assert expected["renqiu-chuan"] == Backlog(
+        2, at("2025-09-30T02:00:01+08:00"), at("2025-09-30T09:30:00+08:00"), 0
+    )
+    assert (expected["renqiu-qingta"].waiting, expected["renqiu-beihan"].dead_lettered) == (3, 1)
+    assert await ledger.backlog(category="law_change") == {}

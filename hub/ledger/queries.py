@@ -110,30 +110,41 @@ async def counts(conn: AsyncConnection) -> dict[DeliveryState, int]:
 
 
 async def backlog(conn: AsyncConnection, category: str | None) -> dict[str, Backlog]:
-    """Per recipient: events still waiting for its acknowledgement (dead letters apart)."""
+    """Per recipient: events still waiting for its acknowledgement (dead letters apart).
+
+    Three small reads rather than one pass over every pair: the waiting and the dead-lettered
+    pairs through the state index (few, however long the ledger), the last acknowledgement
+    through the acknowledged pairs' index (``ix_ledger_delivery_acknowledged``).
+    """
     t = deliveries_table
-    waiting = t.c.acknowledged_at.is_(None) & (t.c.state != DeliveryState.DEAD_LETTERED)
-    query = (
-        select(
-            t.c.recipient,
-            func.count().filter(waiting),
-            func.min(t.c.published_at).filter(waiting),
-            func.max(t.c.acknowledged_at),
-            func.count().filter(t.c.state == DeliveryState.DEAD_LETTERED),
-        )
-        .where(t.c.published_at.is_not(None))
-        .group_by(t.c.recipient)
-    )
+    known: list[ColumnElement[bool]] = [t.c.published_at.is_not(None)]  # the event is known
     if category is not None:
-        query = query.where(t.c.category == category)
+        known.append(t.c.category == category)
+    waiting_states = (DeliveryState.PENDING.value, DeliveryState.DELIVERED.value)
+    waiting = select(t.c.recipient, func.count(), func.min(t.c.published_at)).where(
+        t.c.state.in_(waiting_states), *known
+    )
+    dead = select(t.c.recipient, func.count()).where(
+        t.c.state == DeliveryState.DEAD_LETTERED.value, *known
+    )
+    last = select(t.c.recipient, func.max(t.c.acknowledged_at)).where(
+        t.c.acknowledged_at.is_not(None), *known
+    )
     moment = UtcDateTime()
-    rows = (await conn.execute(query)).all()
+
+    async def per_recipient(query: Select[Any]) -> dict[str, tuple[Any, ...]]:
+        rows = await conn.execute(query.group_by(t.c.recipient))
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    open_, dead_n, acknowledged = [await per_recipient(q) for q in (waiting, dead, last)]
     return {
         recipient: Backlog(
-            waiting=int(waiting_n),
-            oldest=moment.process_result_value(oldest, conn.dialect),
-            last_receipt=moment.process_result_value(last, conn.dialect),
-            dead_lettered=int(dead),
+            waiting=int(open_.get(recipient, (0,))[0]),
+            oldest=moment.process_result_value(open_.get(recipient, (0, None))[1], conn.dialect),
+            last_receipt=moment.process_result_value(
+                acknowledged.get(recipient, (None,))[0], conn.dialect
+            ),
+            dead_lettered=int(dead_n.get(recipient, (0,))[0]),
         )
-        for recipient, waiting_n, oldest, last, dead in rows
+        for recipient in sorted(open_.keys() | dead_n.keys() | acknowledged.keys())
     }

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -147,6 +148,16 @@ deliveries_table = Table(
         postgresql_include=["category", *FIGURES_READ, "recipient", "event_key"],
     ),
     Index("ix_ledger_delivery_state", "state"),
+    # each recipient's last acknowledgement (the backlog): an entry only once a pair is
+    # acknowledged, written after the recipient's others (acknowledgement times only grow)
+    Index(
+        "ix_ledger_delivery_acknowledged",
+        "recipient",
+        "category",
+        "acknowledged_at",
+        sqlite_where=text("acknowledged_at IS NOT NULL AND published_at IS NOT NULL"),
+        postgresql_where=text("acknowledged_at IS NOT NULL AND published_at IS NOT NULL"),
+    ),
 )
 OBSOLETE_INDEXES = (
     "ix_ledger_delivery_recipient_day",
