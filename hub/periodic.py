@@ -1,8 +1,12 @@
-"""A check that runs again and again until the hub stops; trouble is noted and tried again."""
+"""A check that runs again and again until the hub stops; trouble is noted and tried again.
+
+Checks only read: one still running when the hub stops is abandoned, not waited for.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,7 +54,8 @@ async def repeat(
         started = loop.time()
         try:
             async with asyncio.timeout(schedule.timeout_s):
-                await check()
+                if not await _finished_unless_stopped(check(), stop):
+                    return
         except schedule.trouble as exc:
             noted(f"{type(exc).__name__}: {exc}")
             log.warning(event, extra={"error": repr(exc)})
@@ -60,3 +65,26 @@ async def repeat(
             pause = schedule.pause(loop.time() - started)
         if await stopped_within(stop, pause):
             return
+
+
+async def _finished_unless_stopped(check: Awaitable[object], stop: asyncio.Event) -> bool:
+    """Await ``check``; abandon it when ``stop`` is set first (whether it finished).
+
+    A check only reads (the streams, the ledger), and one that re-reads a large record can take
+    minutes: a stopping hub does not wait for it, the next start checks again.
+    """
+    checking = asyncio.ensure_future(check)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((checking, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not checking.done():
+            checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checking
+    if checking.cancelled():
+        log.info("periodic.check_abandoned")
+        return False
+    checking.result()  # its trouble, if any, is the caller's
+    return True
