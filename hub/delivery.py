@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 1.0
 CLOCKS_APART_S = 1.0  # the server's clock and this one's
-GATHER_FETCH_S = 0.005  # what waits in the consumer comes at once; this bounds an empty answer
+GATHER_FETCH_S = 0.05
+"""How long the gathering fetch waits: what waits in the consumer comes at once, and this bounds an
+empty answer. At 5 ms a loaded machine's event loop often took the answer too late, and what had
+come during the window went into the next bundle."""
 
 
 class ForeignMessage(ValueError):
