@@ -260,3 +260,17 @@ async def test_the_backlog_counts_what_each_recipient_owes_as_its_pairs_say(
     )
     assert (expected["renqiu-qingta"].waiting, expected["renqiu-beihan"].dead_lettered) == (3, 1)
     assert await ledger.backlog(category="law_change") == {}
+
+
+async def test_the_first_acknowledgement_stored_counts_in_whatever_order_it_is_applied(
+    ledger: Ledger,
+) -> None:
+    """After a broker restart a redelivered receipts batch can come after a newer one."""
+    known = event("2025-09-30T10:00:00+08:00", "2025-09-30T10:00:01+08:00")
+    first = receipt("2025-09-30T10:00:05+08:00", seq=5)
+    again = receipt("2025-09-30T10:00:09+08:00", attempt=2, seq=7)
+    await ledger.apply([known], [again])
+    await ledger.apply([], [first])
+    (row,) = await ledger.pairs(day_from=date(2025, 9, 30), day_to=date(2025, 9, 30))
+    assert (row.receipt_seq, row.attempts, row.acknowledged_at) == (5, 1, first.at)
+    assert row.lag_us == 4_000_000

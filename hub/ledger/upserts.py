@@ -101,7 +101,10 @@ def upsert_receipts(dialect: Dialect, status: str) -> Any:
     most_attempts = case((new.attempts > t.c.attempts, new.attempts), else_=t.c.attempts)
     common = {"delivered_at": earliest_delivery, "attempts": most_attempts}
     if status == DeliveryState.ACKNOWLEDGED:
+        # the first acknowledgement stored counts, whatever order they are applied in (after a
+        # broker restart a redelivered receipts batch can come after a newer one)
         updates = common | {
+            "attempts": new.attempts,
             "acknowledged_at": new.acknowledged_at,
             "acknowledged_day": new.acknowledged_day,
             "receipt_seq": new.receipt_seq,
@@ -122,10 +125,11 @@ def upsert_receipts(dialect: Dialect, status: str) -> Any:
             "reason": new.reason,
             "state": case((t.c.state == DeliveryState.PENDING, new.state), else_=t.c.state),
         }
+    unacknowledged = t.c.acknowledged_at.is_(None)
+    if status == DeliveryState.ACKNOWLEDGED:
+        unacknowledged = unacknowledged | (new.receipt_seq < t.c.receipt_seq)
     return stmt.on_conflict_do_update(
-        index_elements=["event_key", "recipient"],
-        set_=updates,
-        where=t.c.acknowledged_at.is_(None),
+        index_elements=["event_key", "recipient"], set_=updates, where=unacknowledged
     )
 
 
