@@ -266,9 +266,10 @@ async def test_with_a_gathering_window_events_accepted_close_together_share_one_
                 await asyncio.gather(*(pub.publish(event) for event in events)),
                 key=lambda accepted: accepted.seq,  # the order the hub accepted them in
             )
-        for n, event in enumerate(events if not together else [], 1):
-            sent.append(await pub.publish(event))
-            await eventually(partial(fanned_out, hub, recipient, 1 + n), within=10)
+        else:
+            for n, event in enumerate(events, 1):
+                sent.append(await pub.publish(event))
+                await eventually(partial(fanned_out, hub, recipient, 1 + n), within=10)
         await eventually(lambda: fanned_out(hub, recipient, 4), within=10)
         written = await stream_messages(hub.js, hub.settings.wire.deliveries_stream) - before
         async with receiving(hub.settings, [recipient]) as inboxes:

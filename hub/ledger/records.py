@@ -14,7 +14,7 @@ class DeliveryState(StrEnum):
 
     PENDING = "pending"  # expected, no receipt yet
     DELIVERED = "delivered"  # handed over at least once (a failed receipt), not acknowledged
-    ACKNOWLEDGED = "acknowledged"  # final
+    ACKNOWLEDGED = "acknowledged"  # final (only the first acknowledgement stored counts)
     DEAD_LETTERED = "dead_lettered"  # the recipient could not take it after every attempt
 
     @property

@@ -1,7 +1,8 @@
 """The ledger's writes: idempotent upserts whose outcome does not depend on arrival order.
 
 Events fill in their pairs; receipts move a pair forward (pending → delivered → acknowledged, or
-dead-lettered) and never back: an acknowledged pair is final. Whichever of an event and its
+dead-lettered) and never back: an acknowledged pair changes only for an acknowledgement stored
+before the one it holds (applied later, after a redelivery). Whichever of an event and its
 acknowledgement comes second writes the pair's lag (published → acknowledged), so a pair's row is
 the same in either order.
 """
@@ -89,7 +90,12 @@ def upsert_pairs(dialect: Dialect) -> Any:
 
 
 def upsert_receipts(dialect: Dialect, status: str) -> Any:
-    """Apply receipts of one status; an acknowledged pair is never changed again."""
+    """Apply receipts of one status; an acknowledged pair keeps the first acknowledgement stored.
+
+    Other receipts never change an acknowledged pair; an acknowledgement replaces one stored
+    after it, with its own attempts (a receipts batch redelivered after a broker restart can be
+    applied after a newer one).
+    """
     t = deliveries_table
     stmt = _insert(dialect, t)
     new = stmt.excluded
