@@ -220,7 +220,9 @@ class SlowLedger(Ledger):
 async def test_a_slow_ledger_gets_the_ops_api_and_metrics_a_503_not_a_hang(
     settings: HubSettings, registry: Registry, tmp_path: Path
 ) -> None:
-    quick = settings.model_copy(update={"request_timeout_s": 0.5})
+    # the deadline is also every NATS request's: below ~2 s a loaded CI host's start-up requests
+    # time out before the test begins
+    quick = settings.model_copy(update={"request_timeout_s": 2.0})
     async with Ledger.open(f"sqlite:///{tmp_path / 'slow.sqlite3'}") as opened:
         slow = SlowLedger(opened.engine, opened.where)
         async with hub_running(quick, registry, ledger=slow) as hub:
