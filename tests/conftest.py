@@ -7,11 +7,13 @@ size is a Hypothesis profile (``HYPOTHESIS_PROFILE``: ``ci``, the default, 10,00
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,36 @@ def run_seed() -> int:
 
 JETSTREAM_BYTES = 8 * 1024**3  # the test account's JetStream limit (and the servers' store)
 UNLIMITED_RATE = 1e6  # tests that publish thousands of events at once are not rate limited
+
+
+CONNECTED: weakref.WeakSet[Client] = weakref.WeakSet()  # every client the tests' process opened
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clients_noted() -> Iterator[None]:
+    """Note every NATS client this process connects, for ``no_connection_left_open``."""
+    connect = Client.connect
+
+    async def noted(self: Client, *args: Any, **kwargs: Any) -> None:
+        CONNECTED.add(self)
+        await connect(self, *args, **kwargs)
+
+    Client.connect = noted  # type: ignore[method-assign]
+    yield
+    Client.connect = connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def no_connection_left_open(clients_noted: None) -> Iterator[None]:
+    """A test closes every connection it opened.
+
+    One left open reconnects for ever once the session's server stops, and the end of the session
+    then waited on its reconnection (CI of 33bc852: seven clients of one test, past the timeout).
+    """
+    before = set(CONNECTED)
+    yield
+    left = [c for c in CONNECTED if c not in before and not c.is_closed]
+    assert not left, f"connections left open: {[c.options.get('name') for c in left]}"
 
 
 @pytest.fixture(scope="session")
@@ -172,15 +204,17 @@ class Orgs:
     def __init__(self, settings: HubSettings) -> None:
         self.settings = settings
         self._open: dict[str, Client] = {}
+        self._connecting = asyncio.Lock()
 
     async def nc(self, name: str) -> Client:
-        """The connection of ``name`` (opened once)."""
-        if name not in self._open:
-            # fail fast on a wrong address, ride out a server restart as a real system does
-            # (five attempts gave up while a killed server recovered its store under load)
-            self._open[name] = await connect_as(
-                self.settings, name, label=f"test-{name}", attempts=5, reconnect_attempts=-1
-            )
+        """The connection of ``name`` (opened once, however many tasks ask at the same time)."""
+        async with self._connecting:  # else each concurrent first caller opened one, one kept
+            if name not in self._open:
+                # fail fast on a wrong address, ride out a server restart as a real system does
+                # (five attempts gave up while a killed server recovered its store under load)
+                self._open[name] = await connect_as(
+                    self.settings, name, label=f"test-{name}", attempts=5, reconnect_attempts=-1
+                )
         return self._open[name]
 
     async def publisher(self, org: str, **options: Any) -> Publisher:
