@@ -1,6 +1,6 @@
 """Several hub processes, bulk publishing and a killed process, beside raw nats-py in one run.
 
-    python -m bench.scale [--quick] [--repetitions N] [--minutes M]
+    python -m bench.scale [--quick] [--repetitions N] [--minutes M] [--only …] [--filled N]
 
 Issue 15's figures, in the configuration a county deploys (``auth+tls`` of ``bench.configs``,
 fsync always), 2,000 ``permit.v1`` events to Renqiu's 20 recipients:
@@ -28,12 +28,19 @@ columns take turns, in reverse order every other repetition. Each sample is meas
 whatever else the machine was doing (the run stays bounded); the table says how busy other
 processes kept it and the load average. Figures only: nothing here asserts a time. Results go to
 ``bench/results/scale.json`` and the tables to ``bench/README.md``.
+
+``--filled N``: before the figures, each hub county accepts and delivers N more events (bulk, 500
+per request), so the ledger holds N × 20 pairs with random event keys, as a county's does after
+some weeks, and its streams hold what the hub's checks read back; the figures start once the hub's
+first ledger recomputation (a minute after start) is over and its processes are idle. Results go
+to ``bench/results/scale-filled-N.json``; the README's tables are left alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import logging
 import math
@@ -47,6 +54,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -55,9 +63,10 @@ import nats.errors
 import orjson
 import psutil
 from nats.aio.client import Client
+from sqlalchemy import ColumnElement, func, literal_column, select
 
 from bench.configs import AUTH_TLS, Config, Credentials
-from bench.machine import OtherLoad, machine, save, summary
+from bench.machine import RESULTS, OtherLoad, machine, save, summary
 from bench.suite import (
     BIN,
     PUBLISHER,
@@ -66,8 +75,6 @@ from bench.suite import (
     _all_acked,
     _consumers_exist,
     _pulling,
-    _today,
-    acknowledged,
     child,
     connected,
     county_recipients,
@@ -84,8 +91,10 @@ from bench.suite import (
     until,
 )
 from bench.tables import DASH, finish, measured, publish_saved
+from hub.audit.watch import FIRST_CHECK_S
 from hub.identity import ADMIN, OPS
-from hub.ledger import Ledger
+from hub.ledger import DeliveryState, Ledger
+from hub.ledger.tables import deliveries_table
 from hub.natsd import NatsServer, http_get
 from hub.roles import ROLE_ZH
 from hub.roles import holder as role_holder
@@ -106,6 +115,8 @@ ROLE_KEYS = tuple(ROLE_ZH)  # every role a hub process holds a lease for
 RESUME_WITHIN_S = 120.0  # a fan-out taking over waits out its predecessor's ack_wait (30 s)
 COMPLETE_WITHIN_S = 300.0
 BALANCE_WITHIN_S = 60.0  # hub.roles looks at the shares every 5 s
+IDLE_OVER_S, IDLE_CORES = 2.0, 0.1  # a hub counts as idle: under this share of a core this long
+FILL_IDLE_WITHIN_S = 900.0  # the recomputation of a filled ledger re-reads every pair
 
 
 @dataclass(frozen=True)
@@ -116,10 +127,12 @@ class Sizes:
     latency_s: float
     kill_after_s: float  # of steady publishing before the kill
     kill_publish_s: float  # steady publishing in all
+    filled: int = 0  # events each hub county accepts and delivers before the figures
 
     @classmethod
-    def of(cls, quick: bool) -> Sizes:
-        return cls(300, 3.0, 3.0, 8.0) if quick else cls(2000, 10.0, 5.0, 15.0)
+    def of(cls, quick: bool, filled: int = 0) -> Sizes:
+        found = cls(300, 3.0, 3.0, 8.0) if quick else cls(2000, 10.0, 5.0, 15.0)
+        return dataclasses.replace(found, filled=filled)
 
 
 # -- CPU by role -------------------------------------------------------------------------------
@@ -195,7 +208,8 @@ class County:
     publisher: Client  # renqiu-scjg's own connection
     ops: Client
     recipients: list[str]
-    expected: int = 0  # acknowledged pairs once every figure so far has settled
+    expected: int = 0  # acknowledged pairs after ``floor`` once every figure so far has settled
+    floor: int = 0  # the ledger's last rowid before the figures (after ``--filled``'s pairs)
 
     def meter(self) -> Meter:
         return Meter(
@@ -214,7 +228,14 @@ class County:
 
     async def reached(self) -> bool:
         """The ledger acknowledged every delivery sent so far."""
-        return await acknowledged(self.ledger) >= self.expected
+        return await acknowledged_after(self.ledger, self.floor) >= self.expected
+
+    async def idle(self) -> bool:
+        """The hub's processes used under a tenth of a core for two seconds."""
+        meter = Meter({"hub": [h.pid for h in self.hubs]})
+        before = meter.read()["hub"]
+        await asyncio.sleep(IDLE_OVER_S)
+        return meter.read()["hub"] - before < IDLE_CORES * IDLE_OVER_S
 
     async def holders(self) -> dict[int, list[str]]:
         """The roles each hub process holds (by pid), from the roles bucket."""
@@ -236,6 +257,35 @@ class County:
         )
 
 
+# SQLite's rowid: a pair keeps its own through every upsert, and newer pairs have larger ones
+ROWID: ColumnElement[int] = literal_column("rowid")
+
+
+async def acknowledged_after(ledger: Ledger, floor: int) -> int:
+    """Acknowledged pairs recorded after rowid ``floor``: a range read, however full the ledger."""
+    t = deliveries_table
+    query = select(func.count()).where(ROWID > floor, t.c.state == DeliveryState.ACKNOWLEDGED)
+    async with ledger.engine.connect() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def last_rowid(ledger: Ledger) -> int:
+    """The ledger's newest pair's rowid (0 when it holds none)."""
+    query = select(func.coalesce(func.max(ROWID), 0)).select_from(deliveries_table)
+    async with ledger.engine.connect() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def acknowledgements_after(ledger: Ledger, floor: int) -> list[tuple[str, datetime]]:
+    """(event key, when acknowledged) of the pairs recorded after rowid ``floor``."""
+    t = deliveries_table
+    query = select(t.c.event_key, t.c.acknowledged_at).where(
+        ROWID > floor, t.c.acknowledged_at.is_not(None)
+    )
+    async with ledger.engine.connect() as conn:
+        return [(key, at) for key, at in await conn.execute(query)]
+
+
 async def ingesting(server: NatsServer) -> int:
     """How many connections are in the hub's ingest queue group (one per hub process)."""
     _, body = await http_get(server.monitor_host, server.monitor_port, "/connz?subs=detail")
@@ -247,11 +297,13 @@ async def ingesting(server: NatsServer) -> int:
 
 
 @asynccontextmanager
-async def county(config: Config, processes: int, separate: bool = False) -> AsyncIterator[County]:
+async def county(
+    config: Config, processes: int, separate: bool = False, filled: int = 0
+) -> AsyncIterator[County]:
     """A county whose hub runs as ``processes`` processes, warmed up by one event.
 
     ``separate``: that many ``hub serve`` (so that one can die alone); else one ``hub serve``
-    with ``--workers``.
+    with ``--workers``. ``filled``: that many events more accepted and delivered first.
     """
     recipients = county_recipients()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
@@ -266,6 +318,7 @@ async def county(config: Config, processes: int, separate: bool = False) -> Asyn
             }
             serve = [str(BIN / "hub"), "serve"]
             argv = serve if separate or processes == 1 else [*serve, "--workers", str(processes)]
+            began = time.monotonic()
             hubs = [await enter(child(*argv, env=env)) for _ in range(processes if separate else 1)]
             ops = await enter(connected(config, server.url, OPS, "bench-ops"))
             await until(lambda: _consumers_exist(ops, recipients), within=600)
@@ -282,7 +335,19 @@ async def county(config: Config, processes: int, separate: bool = False) -> Asyn
                 await until(partial(found.balanced, processes), within=BALANCE_WITHIN_S)
             except TimeoutError:
                 print(f"    roles not balanced: {await found.holders()}", flush=True)
+            if filled:
+                await fill(found, filled, began)
             yield found
+
+
+async def fill(county: County, events: int, began: float) -> None:
+    """Accept and deliver ``events`` more; then wait out the hub's first ledger recomputation."""
+    print(f"    filling: {events:,} events …", flush=True)
+    await publish_bulk(county.publisher, payloads(events, county.recipients), max(BATCHES))
+    await county.settled(events * len(county.recipients))
+    await asyncio.sleep(max(0.0, began + FIRST_CHECK_S - time.monotonic()))
+    await until(county.idle, within=FILL_IDLE_WITHIN_S, every=0)
+    county.floor, county.expected = await last_rowid(county.ledger), 0
 
 
 async def _all_ingesting(server: NatsServer, processes: int) -> bool:
@@ -338,7 +403,7 @@ async def hub_publishing(county: County, events: int, batch: int | None) -> dict
 
 async def hub_latency(county: County, rate: int, seconds: float) -> dict[str, float]:
     """publish→receipt in the ledger at ``rate`` events/s offered (an open loop)."""
-    formed = _today()  # the events' day: a figure may run past midnight in Shanghai
+    floor = await last_rowid(county.ledger)
     events = payloads(int(rate * seconds), county.recipients)
     publisher = Publisher(county.publisher, PUBLISHER, wire=WIRE, timeout_s=60)
     sent: dict[str, float] = {}
@@ -349,14 +414,8 @@ async def hub_latency(county: County, rate: int, seconds: float) -> dict[str, fl
 
     await open_loop(rate, events, one)
     await county.settled(len(events) * len(county.recipients))
-    rows = await county.ledger.pairs(day_from=formed, day_to=_today())
-    return lag_figures(
-        [
-            (r.acknowledged_at.timestamp() - sent[r.event_key]) * 1000
-            for r in rows
-            if r.acknowledged_at and r.event_key in sent
-        ]
-    )
+    acknowledged = await acknowledgements_after(county.ledger, floor)
+    return lag_figures([(at.timestamp() - sent[key]) * 1000 for key, at in acknowledged])
 
 
 Figure = Callable[[], Awaitable[dict[str, float]]]
@@ -367,7 +426,7 @@ async def hub_column(config: Config, processes: int, sizes: Sizes) -> dict[str, 
     """Every figure of one hub column, in one county; its samples by figure."""
     found: dict[str, dict[str, float]] = {}
     load = OtherLoad()
-    async with county(config, processes) as running:
+    async with county(config, processes, filled=sizes.filled) as running:
         figures: dict[str, Figure] = {
             "delivery": partial(hub_publishing, running, sizes.events, None)
         }
@@ -601,8 +660,13 @@ def columns(config: Config, sizes: Sizes) -> dict[str, Column]:
     }
 
 
+def results_name(filled: int) -> str:
+    """A filled run's results are kept apart: the README's tables are an empty county's."""
+    return f"scale-filled-{filled}" if filled else "scale"
+
+
 async def run(
-    quick: bool, repetitions: int, budget_s: float, only: tuple[str, ...] = ()
+    quick: bool, repetitions: int, budget_s: float, only: tuple[str, ...] = (), filled: int = 0
 ) -> dict[str, Any]:
     """Every column, ``repetitions`` times; saved after each column.
 
@@ -610,13 +674,14 @@ async def run(
     ``budget_s`` of the start.
     """
     began = time.perf_counter()
-    sizes = Sizes.of(quick)
-    name = "scale-quick" if quick else "scale"
+    sizes = Sizes.of(quick, filled)
+    name = results_name(filled) + ("-quick" if quick else "")
     results: dict[str, Any] = {
         "machine": machine(),
         "runs": 0,
         "configuration": SECURITY,
         "events": sizes.events,
+        "filled": sizes.filled,
         "recipients": len(county_recipients()),
         "in_flight": PUBLISHERS,
         "batches": list(BATCHES),
@@ -694,7 +759,8 @@ def render(results: dict[str, Any]) -> str:
     line = measured({k: v for k, v in results.items() if k == "machine" or k == "runs"})
     out = [
         line + f" {results['configuration']}, fsync always; {results['events']:,} permit events ×"
-        f" {results['recipients']} recipients. Other processes (not the benchmark's) kept"
+        f" {results['recipients']} recipients.{_filled(results)} Other processes (not the"
+        " benchmark's) kept"
         f" {min(others, default=0):.2f}–{max(others, default=0):.2f} of the"
         f" {results['machine']['cores']} cores busy (per county); load average (1, 5, 15 min)"
         f" {start[0]:.2f}, {start[1]:.2f}, {start[2]:.2f} at the start,"
@@ -713,6 +779,16 @@ def render(results: dict[str, Any]) -> str:
         *kill_table(results),
     ]
     return "\n".join(out)
+
+
+def _filled(results: dict[str, Any]) -> str:
+    if not (filled := results.get("filled")):
+        return ""
+    pairs = filled * results["recipients"]
+    return (
+        f" Each hub county first accepted and delivered {filled:,} events more (its ledger then"
+        f" held {pairs:,} pairs more), and the figures began once the hub was idle again."
+    )
 
 
 def delivery_table(results: dict[str, Any]) -> list[str]:
@@ -868,6 +944,12 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help=f"these columns only, comma-separated (of {', '.join(SHORT)})"
     )
+    parser.add_argument(
+        "--filled",
+        type=int,
+        default=0,
+        help="events each hub county accepts and delivers before its figures (a filled ledger)",
+    )
     args = parser.parse_args()
     chosen = [c for c in args.only.split(",") if c]
     if unknown := set(chosen) - set(SHORT):
@@ -875,8 +957,12 @@ def main() -> None:
     only = tuple(SHORT[c] for c in chosen)
     logging.basicConfig(level=logging.ERROR)  # the farm's reconnect notices are not figures
     repetitions = 1 if args.quick else args.repetitions
-    results = asyncio.run(run(args.quick, repetitions, args.minutes * 60, only))
-    finish("scale", results, render, not args.quick, (START, END))
+    results = asyncio.run(run(args.quick, repetitions, args.minutes * 60, only, args.filled))
+    if args.filled and not args.quick:  # its own results file; the README keeps an empty county's
+        print(render(results))
+        print(f"→ {RESULTS / results_name(args.filled)}.json")
+    else:
+        finish(results_name(args.filled), results, render, not args.quick, (START, END))
 
 
 def render_saved() -> None:
