@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from nats.js import JetStreamContext
 
 from hub.audit.trust import RecordTrust
 from hub.ledger import Ledger
+from hub.ledger.queries import ROWS_PER_PART
 from hub.ledger.tables import deliveries_table, events_table
 from hub.projection import ReceiptTime, applier, stored_at
 from hub.streams import read_range
@@ -57,51 +59,57 @@ def _v(value: Any) -> str:
     return "空" if value is None else str(value)
 
 
-Rows = dict[tuple[str, ...], tuple[Any, ...]]
-
-
-def _keyed(dump: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]) -> dict[str, Rows]:
-    events, deliveries = dump
-    return {
-        "events": {(r[0],): r for r in events},
-        "deliveries": {(r[0], r[1]): r for r in deliveries},
-    }
-
-
 COLUMNS = {
     "events": [c.name for c in events_table.columns],
     "deliveries": [c.name for c in deliveries_table.columns],
 }
+KEY_WIDTH = {"events": 1, "deliveries": 2}  # a row's first columns are its key
+Only = set[tuple[str, tuple[str, ...]]]
 
 
-def differences(
-    live: dict[str, Rows], recomputed: dict[str, Rows], only: set[tuple[str, tuple[str, ...]]]
+async def differences(
+    live: Ledger, recomputed: Ledger, only: Only, *, per_part: int = ROWS_PER_PART
 ) -> list[RowDifference]:
-    """Rows that differ (``only``: just these, else all)."""
+    """Rows that differ (``only``: just these, else all), in table and key order.
+
+    Both ledgers are read side by side in key order, a part at a time: held whole, two copies of
+    a county's year (millions of rows) took gigabytes, and collecting them held the event loop.
+    """
     found = []
-    for table in ("events", "deliveries"):
-        keys = set(live[table]) | set(recomputed[table])
-        for key in sorted(k for k in keys if not only or (table, k) in only):
-            have, want = live[table].get(key), recomputed[table].get(key)
-            if want is None:
-                found.append(RowDifference(table, key, "extra"))
-            elif have is None:
-                found.append(RowDifference(table, key, "missing"))
-            elif have != want:
-                columns = COLUMNS[table]
-                changed = tuple(
-                    (c, a, b) for c, a, b in zip(columns, have, want, strict=True) if a != b
-                )
-                found.append(RowDifference(table, key, "changed", changed))
+    for table, width in KEY_WIDTH.items():
+        async with (
+            aclosing(_each(live, table, per_part)) as ours,
+            aclosing(_each(recomputed, table, per_part)) as theirs,
+        ):
+            have, want = await anext(ours, None), await anext(theirs, None)
+            while have is not None or want is not None:
+                difference: RowDifference | None = None
+                if have is not None and want is not None and have[:width] == want[:width]:
+                    difference = _changed(table, have, want)
+                    have, want = await anext(ours, None), await anext(theirs, None)
+                elif have is not None and (want is None or have[:width] < want[:width]):
+                    difference = RowDifference(table, have[:width], "extra")
+                    have = await anext(ours, None)
+                elif want is not None:  # before the live ledger's next row, or after its last
+                    difference = RowDifference(table, want[:width], "missing")
+                    want = await anext(theirs, None)
+                if difference is not None and (not only or (table, difference.key) in only):
+                    found.append(difference)
     return found
 
 
-def _compare(
-    live: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
-    recomputed: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
-    only: set[tuple[str, tuple[str, ...]]],
-) -> list[RowDifference]:
-    return differences(_keyed(live), _keyed(recomputed), only)
+async def _each(ledger: Ledger, table: str, per_part: int) -> AsyncGenerator[tuple[Any, ...], None]:
+    async with aclosing(ledger.rows(table, per_part=per_part)) as parts:
+        async for part in parts:
+            for row in part:
+                yield row
+
+
+def _changed(table: str, have: tuple[Any, ...], want: tuple[Any, ...]) -> RowDifference | None:
+    if have == want:
+        return None
+    fields = tuple((c, a, b) for c, a, b in zip(COLUMNS[table], have, want, strict=True) if a != b)
+    return RowDifference(table, have[: KEY_WIDTH[table]], "changed", fields)
 
 
 async def ack_floors(js: JetStreamContext, wire: Wire) -> dict[str, int]:
@@ -128,7 +136,7 @@ async def deep_check(
         url = f"sqlite:///{Path(scratch_dir) / 'recomputed.db'}"
         async with Ledger.open(url) as scratch:
             done = dict.fromkeys(streams, 0)
-            only: set[tuple[str, tuple[str, ...]]] = set()
+            only: Only = set()
             found: Sequence[RowDifference] = []
             for attempt in range(ROUNDS):
                 floors = await ack_floors(js, wire)
@@ -139,9 +147,7 @@ async def deep_check(
                         if progress:
                             progress(stream, len(msgs))
                     done[stream] = max(done[stream], floors[stream])
-                live, recomputed = await ledger.dump(), await scratch.dump()
-                # a county's year is millions of rows: compared beside the event loop, not in it
-                found = await asyncio.to_thread(_compare, live, recomputed, only)
+                found = await differences(ledger, scratch, only)
                 if not found:
                     return []
                 only = {(d.table, d.key) for d in found}

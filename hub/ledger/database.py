@@ -16,8 +16,8 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,20 @@ class Ledger:
         query = figures.faults(day_from, day_to, org, role, today)
         async with self.engine.connect() as conn:
             return await queries.pairs(conn, query)
+
+    async def rows(
+        self, table: str, *, per_part: int = queries.ROWS_PER_PART
+    ) -> AsyncGenerator[list[tuple[Any, ...]], None]:
+        """Every row of ``table`` (``events`` or ``deliveries``) in binary key order, in parts.
+
+        To compare two ledgers without holding either: the order is the same on both databases.
+        """
+        async with (
+            self.engine.connect() as conn,
+            aclosing(queries.rows_in_key_order(conn, table, per_part)) as parts,
+        ):
+            async for part in parts:
+                yield part
 
     async def dump(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Every row of both tables, in key order (to compare two ledgers)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import AsyncGenerator, Collection, Iterable
 from datetime import date
 from typing import Any
 
@@ -62,6 +62,28 @@ async def pairs(conn: AsyncConnection, query: Select[Any]) -> list[DeliveryRow]:
 
 
 DUMP_PER_TURN = 1000  # rows converted between two turns of the event loop (~30 ms)
+ROWS_PER_PART = 1000
+KEY_COLUMNS = {
+    "events": (events_table, (events_table.c.event_key,)),
+    "deliveries": (deliveries_table, (deliveries_table.c.event_key, deliveries_table.c.recipient)),
+}
+
+
+async def rows_in_key_order(
+    conn: AsyncConnection, table: str, per_part: int
+) -> AsyncGenerator[list[tuple[Any, ...]], None]:
+    """Every row of ``table`` in binary order of its key, ``per_part`` rows at a time.
+
+    Binary on both databases (PostgreSQL's collation "C", SQLite's default), which is also the
+    order Python compares the keys in: a locale's order would set "a-b" and "ab" differently.
+    """
+    t, columns = KEY_COLUMNS[table]
+    binary = conn.dialect.name == "postgresql"
+    keys = [c.collate("C") if binary else c for c in columns]
+    query = select(t).order_by(*keys).execution_options(yield_per=per_part)
+    async with conn.stream(query) as result:
+        async for part in result.partitions(per_part):
+            yield [tuple(row) for row in part]
 
 
 async def dump(conn: AsyncConnection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
