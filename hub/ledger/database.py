@@ -276,9 +276,11 @@ class Ledger:
                 yield part
 
     async def dump(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """Every row of both tables, in key order (to compare two ledgers)."""
-        async with self.engine.connect() as conn:
-            return await queries.dump(conn)
+        """Every row of both tables, in key order (to compare two ledgers whole)."""
+        return await self._all_rows("events"), await self._all_rows("deliveries")
+
+    async def _all_rows(self, table: str) -> list[tuple[Any, ...]]:
+        return [row async for part in self.rows(table) for row in part]
 
     async def events(self, *, up_to_seq: int | None = None) -> list[EventRow]:
         """Accepted events the ledger knows, in stream order (up to a sequence, if given)."""

@@ -7,12 +7,10 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, select
-from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.ledger.records import Backlog, DeliveryRow, DeliveryState, EventRow
 from hub.ledger.tables import UtcDateTime, deliveries_table, events_table
-from hub.turns import in_turns
 from schemas.envelope import CATEGORIES
 
 _t = deliveries_table
@@ -61,7 +59,6 @@ async def pairs(conn: AsyncConnection, query: Select[Any]) -> list[DeliveryRow]:
     return [DeliveryRow(**row._mapping) for row in await conn.execute(query)]
 
 
-DUMP_PER_TURN = 1000  # rows converted between two turns of the event loop (~30 ms)
 ROWS_PER_PART = 1000
 KEY_COLUMNS = {
     "events": (events_table, (events_table.c.event_key,)),
@@ -84,22 +81,6 @@ async def rows_in_key_order(
     async with conn.stream(query) as result:
         async for part in result.partitions(per_part):
             yield [tuple(row) for row in part]
-
-
-async def dump(conn: AsyncConnection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Every row of both tables, in key order (to compare two ledgers).
-
-    The database reads beside the event loop, but each row's values are converted on it: 400,000
-    rows in one go held the loop for 0.8 s, and the hub's leases went unrenewed.
-    """
-    events = await conn.execute(select(events_table).order_by(events_table.c.event_key))
-    t = deliveries_table
-    rows = await conn.execute(select(t).order_by(t.c.event_key, t.c.recipient))
-    return await _tuples(events), await _tuples(rows)
-
-
-async def _tuples(result: Result[Any]) -> list[tuple[Any, ...]]:
-    return [tuple(row) async for row in in_turns(result, DUMP_PER_TURN)]
 
 
 async def events(conn: AsyncConnection, up_to_seq: int | None = None) -> list[EventRow]:
